@@ -1,0 +1,103 @@
+"""Argument parsing in one place, and the one error handler.
+
+Each subcommand lives in `reconciler/commands/<name>.py` and exposes
+`HELP: str`, `add_arguments(parser)` and `run(args) -> int`. Command modules import
+their heavy dependencies inside `run` so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from types import ModuleType
+
+from reconciler import __version__
+from reconciler.errors import ReconcilerError
+
+# name on the command line -> module under reconciler.commands
+COMMANDS: dict[str, str] = {
+    "validate": "validate",
+    "plan": "plan",
+    "apply": "apply",
+    "show": "show",
+    "drift": "drift",
+    "jobs": "jobs",
+    "import": "import_job",
+    "state": "state",
+    "force-unlock": "force_unlock",
+    "schema": "schema",
+    "emulator": "emulator",
+    "demo": "demo",
+}
+
+
+def _load(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"reconciler.commands.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"reconciler.commands.{module}":
+            return None  # command not built yet
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="Terraform-style plan/apply for Vertex AI tuning jobs.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = _load(module_name)
+        if module is None:
+            continue
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Options every command that talks to Vertex AI shares."""
+    parser.add_argument("--project", help="default project for manifests without metadata.project "
+                        "(else $GOOGLE_CLOUD_PROJECT)")
+    parser.add_argument("--location", help="default location for manifests without metadata.location "
+                        "(else $GOOGLE_CLOUD_LOCATION)")
+    parser.add_argument("--endpoint", help="API endpoint, e.g. http://127.0.0.1:8080 for the emulator "
+                        "(else $RECONCILER_ENDPOINT, else the regional Google endpoint)")
+
+
+def add_state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", default="state/default.json", metavar="FILE",
+                        help="state file (default: %(default)s)")
+    parser.add_argument("--lock-timeout", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long for the state lock (default: fail at once)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args._run(args))
+    except ReconcilerError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
