@@ -1,0 +1,571 @@
+"""A typed, thread-safe client for the Vertex AI `tuningJobs` REST surface.
+
+Safe to point at the real service: idempotent calls retry transient failures with bounded
+backoff; creates (and rebases) are never repeated blindly but first look for the job an
+earlier, unanswered attempt may have committed, through the `reconciler-request` label.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from reconciler import __version__
+from reconciler.auth import Credentials, credentials_for
+from reconciler.endpoints import base_url_for, endpoint_override, is_emulator_endpoint
+from reconciler.errors import ReconcilerError
+from reconciler.model import REQUEST_LABEL
+from reconciler.retry import RETRYABLE_STATUSES, RetryBudget, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"tuning-reconciler/{__version__}"
+API_VERSION = "v1"
+
+# google.rpc.Code numbers (operation errors carry these, HTTP errors carry the HTTP status).
+RPC_CODES: dict[int, str] = {
+    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
+    13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+# For error bodies that are not Google JSON (a proxy's HTML page, say).
+HTTP_STATUSES: dict[int, str] = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+    501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._~-]*"
+_PARENT = re.compile(rf"^projects/{_SEGMENT}/locations/{_SEGMENT}$")
+_JOB = re.compile(rf"^projects/{_SEGMENT}/locations/{_SEGMENT}/tuningJobs/{_SEGMENT}$")
+_OPERATION = re.compile(rf"^projects/{_SEGMENT}/locations/{_SEGMENT}(?:/{_SEGMENT})*/operations/{_SEGMENT}$")
+# A label value: what the request id must be to travel as one.
+_REQUEST_ID = re.compile(r"^[a-z0-9_-]{1,63}$")
+# Failures that happen before a single byte of the request reaches the server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ApiError(ReconcilerError):
+    """A Google API error. `code` is the HTTP status (or the google.rpc code for an
+    operation's error), `status` the canonical name (NOT_FOUND, ...)."""
+
+    def __init__(
+        self, code: int, status: str, message: str, details: list | None = None, *, context: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.details = details or []
+        self.context = context
+
+    def field_violations(self) -> list[tuple[str, str]]:
+        """(field, description) pairs from `google.rpc.BadRequest` details."""
+        found = []
+        for detail in self.details:
+            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.BadRequest"):
+                for violation in detail.get("fieldViolations") or []:
+                    if isinstance(violation, dict):
+                        found.append((str(violation.get("field", "")), str(violation.get("description", ""))))
+        return found
+
+    def __str__(self) -> str:
+        text = f"{self.status} ({self.code}): {self.message.strip()}"
+        violations = self.field_violations()
+        if violations:
+            text += "; " + "; ".join(f"{name}: {why}" for name, why in violations)
+        if self.context:
+            text += f" [{self.context}]"
+        return text
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class FailedPreconditionError(ApiError):
+    pass
+
+
+class InvalidArgumentError(ApiError):
+    pass
+
+
+class ResourceExhaustedError(ApiError):
+    pass
+
+
+class UnavailableError(ApiError):
+    pass
+
+
+class UnauthenticatedError(ApiError):
+    pass
+
+
+class PermissionDeniedError(ApiError):
+    pass
+
+
+class TransportError(ReconcilerError):
+    """The server could not be reached or did not answer, and retries are exhausted."""
+
+
+class OperationTimeoutError(ReconcilerError):
+    """A long-running operation was still not done when `wait_operation` gave up."""
+
+
+class ResourceNameError(ReconcilerError, ValueError):
+    """A resource name or parent that does not have the expected shape."""
+
+
+_ERROR_CLASSES: dict[str, type[ApiError]] = {
+    "NOT_FOUND": NotFoundError,
+    "FAILED_PRECONDITION": FailedPreconditionError,
+    "INVALID_ARGUMENT": InvalidArgumentError,
+    "RESOURCE_EXHAUSTED": ResourceExhaustedError,
+    "UNAVAILABLE": UnavailableError,
+    "UNAUTHENTICATED": UnauthenticatedError,
+    "PERMISSION_DENIED": PermissionDeniedError,
+}
+
+
+def make_api_error(
+    code: int, status: str, message: str, details: list | None = None, *, context: str = ""
+) -> ApiError:
+    """The typed ApiError subclass for `status`."""
+    return _ERROR_CLASSES.get(status, ApiError)(code, status, message, details, context=context)
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def error_from_response(response: httpx.Response, context: str = "") -> ApiError:
+    """Parse Google's JSON error body; anything else still gives a readable ApiError."""
+    http_code = response.status_code
+    fallback_status = HTTP_STATUSES.get(http_code, "UNKNOWN")
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code")
+        status = error.get("status")
+        details = error.get("details")
+        return make_api_error(
+            code if isinstance(code, int) else http_code,
+            status if isinstance(status, str) and status else fallback_status,
+            str(error.get("message") or response.reason_phrase or "no message"),
+            details if isinstance(details, list) else [],
+            context=context,
+        )
+    body = _snippet(response.text) if response.content else ""
+    message = f"HTTP {http_code} {response.reason_phrase} with a non-JSON body"
+    return make_api_error(http_code, fallback_status, message + (f": {body}" if body else ""), context=context)
+
+
+def operation_error(operation: dict, context: str = "") -> ApiError:
+    """The ApiError for a done operation's `error` (a google.rpc.Status)."""
+    error = operation.get("error") or {}
+    code = error.get("code") if isinstance(error.get("code"), int) else 2
+    return make_api_error(
+        code,
+        RPC_CODES.get(code, "UNKNOWN"),
+        str(error.get("message") or "operation failed"),
+        error.get("details") if isinstance(error.get("details"), list) else [],
+        context=context,
+    )
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ResourceNameError(f"invalid {what} {value!r}")
+    return value
+
+
+def new_request_id() -> str:
+    """A fresh request id: fits a label value, unique per create attempt series."""
+    return uuid.uuid4().hex
+
+
+def request_filter(request_id: str) -> str:
+    return f'labels.{REQUEST_LABEL}="{request_id}"'
+
+
+def _with_labels(resource: dict | None, labels: dict[str, str]) -> dict:
+    """A copy of `resource` with `labels` merged into its labels (the caller's dict is untouched)."""
+    result = dict(resource or {})
+    result["labels"] = {**(result.get("labels") or {}), **labels}
+    return result
+
+
+# --------------------------------------------------------------------------- client
+
+
+@dataclass
+class ClientOptions:
+    endpoint: str | None = None  # --endpoint; None: $RECONCILER_ENDPOINT, else regional Google
+    max_connections: int = 8  # per base URL; size it to the apply parallelism
+    max_attempts: int = 6
+    max_retry_seconds: float = 60.0
+    timeout: float = 60.0  # per HTTP request
+    access_token: str | None = field(default=None, repr=False)  # explicit static token (tests)
+    initial_backoff: float = 0.5
+    max_backoff: float = 20.0
+
+
+ThrottleCallback = Callable[[float | None], None]
+
+
+class TuningClient:
+    """Thread-safe: share one instance between the workers of a ThreadPoolExecutor."""
+
+    def __init__(self, options: ClientOptions | None = None, *, credentials: Credentials | None = None) -> None:
+        self._options = options or ClientOptions()
+        if self._options.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._override = endpoint_override(self._options.endpoint)
+        self._credentials = credentials or credentials_for(self._override, self._options.access_token)
+        self._policy = RetryPolicy(
+            max_attempts=self._options.max_attempts,
+            max_total_seconds=self._options.max_retry_seconds,
+            initial_backoff=self._options.initial_backoff,
+            max_backoff=self._options.max_backoff,
+        )
+        self._lock = threading.Lock()
+        self._http: dict[str, httpx.Client] = {}
+        self._counts: Counter[str] = Counter()
+        self._throttle_callbacks: list[ThrottleCallback] = []
+        self._rng = random.Random()
+        self._closed = False
+
+    # ---- lifecycle
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._http = list(self._http.values()), {}
+            self._closed = True
+        for client in clients:
+            client.close()
+        close = getattr(self._credentials, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> TuningClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TuningClient(endpoint={self._override or 'regional'!r})"
+
+    # ---- observability hooks
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        """HTTP requests sent per method (every attempt counts), e.g. {"list": 3, "create": 2}."""
+        with self._lock:
+            return dict(self._counts)
+
+    def on_throttle(self, callback: ThrottleCallback) -> None:
+        """Call `callback(retry_after_seconds_or_None)` whenever the server answers 429."""
+        with self._lock:
+            self._throttle_callbacks.append(callback)
+
+    # ---- tuning jobs
+
+    def list_jobs(self, parent: str, filter: str | None = None, page_size: int | None = None) -> Iterator[dict]:
+        """Every job under `parent` matching `filter`, fetched lazily page by page."""
+        _check(_PARENT, parent, "parent")
+        params: dict[str, str] = {}
+        if filter:
+            params["filter"] = filter
+        if page_size is not None:
+            if page_size < 1:
+                raise ValueError("page_size must be positive")
+            params["pageSize"] = str(page_size)
+        return self._paginate("list", parent, f"{parent}/tuningJobs", params, "tuningJobs")
+
+    def get_job(self, name: str) -> dict:
+        _check(_JOB, name, "tuning job name")
+        return self._call("get", "GET", name, name)
+
+    def create_job(self, parent: str, body: dict, request_id: str) -> dict:
+        """Create a job labelled `reconciler-request: request_id`, exactly once.
+
+        After an answer that may hide a committed create (connection lost, 5xx), the job is
+        looked up by its request label before any new attempt; a 429 means nothing was
+        created and is simply retried after the backoff.
+        """
+        _check(_PARENT, parent, "parent")
+        _check_request_id(request_id)
+        payload = _with_labels(body, {REQUEST_LABEL: request_id})
+        return self._call(
+            "create",
+            "POST",
+            parent,
+            f"{parent}/tuningJobs",
+            body=payload,
+            recover=lambda budget: self._find_job(parent, request_id, budget),
+        )
+
+    def cancel_job(self, name: str) -> None:
+        _check(_JOB, name, "tuning job name")
+        self._call("cancel", "POST", name, f"{name}:cancel", body={})
+
+    def rebase_tuned_model(self, parent: str, body: dict, request_id: str) -> dict:
+        """Start a rebase (returns the Operation), exactly once: the new job's labels carry
+        the request id so that a lost answer can be recovered from the job's operations."""
+        _check(_PARENT, parent, "parent")
+        _check_request_id(request_id)
+        payload = dict(body)
+        payload["tuningJob"] = _with_labels(body.get("tuningJob"), {REQUEST_LABEL: request_id})
+        return self._call(
+            "rebase",
+            "POST",
+            parent,
+            f"{parent}/tuningJobs:rebaseTunedModel",
+            body=payload,
+            recover=lambda budget: self._find_rebase_operation(parent, request_id, budget),
+        )
+
+    def find_job_by_request(self, parent: str, request_id: str) -> dict | None:
+        """The job created with this request id, if any. The server-side filter narrows the
+        list; the label is checked here as well since server filtering may be inexact."""
+        _check(_PARENT, parent, "parent")
+        return self._find_job(parent, request_id, None)
+
+    # ---- operations
+
+    def get_operation(self, name: str) -> dict:
+        _check(_OPERATION, name, "operation name")
+        return self._call("get_operation", "GET", name, name)
+
+    def list_operations(self, job_name: str) -> Iterator[dict]:
+        _check(_JOB, job_name, "tuning job name")
+        return self._paginate("list_operations", job_name, f"{job_name}/operations", {}, "operations")
+
+    def wait_operation(self, name: str, timeout: float = 600, poll_interval: float = 1.0) -> dict:
+        """Poll until the operation is done; return it, or raise its error as an ApiError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            operation = self.get_operation(name)
+            if operation.get("done"):
+                if operation.get("error"):
+                    raise operation_error(operation, context=f"operation {name}")
+                return operation
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OperationTimeoutError(f"operation {name} is still running after {timeout:g}s")
+            time.sleep(min(poll_interval, remaining))
+
+    # ---- plumbing
+
+    def _find_job(self, parent: str, request_id: str, budget: RetryBudget | None) -> dict | None:
+        params = {"filter": request_filter(request_id)}
+        for job in self._paginate("list", parent, f"{parent}/tuningJobs", params, "tuningJobs", budget):
+            if (job.get("labels") or {}).get(REQUEST_LABEL) == request_id:
+                return job
+        return None
+
+    def _find_rebase_operation(self, parent: str, request_id: str, budget: RetryBudget | None) -> dict | None:
+        job = self._find_job(parent, request_id, budget)
+        if job is None:
+            return None
+        _check(_JOB, job.get("name", ""), "tuning job name")
+        operations = list(
+            self._paginate("list_operations", job["name"], f"{job['name']}/operations", {}, "operations", budget)
+        )
+        rebases = [
+            op for op in operations
+            if str((op.get("metadata") or {}).get("@type", "")).endswith("RebaseTunedModelOperationMetadata")
+        ]
+        if rebases or operations:
+            return (rebases or operations)[0]
+        # The rebase did commit (its job exists): creating again would make a second job.
+        raise ReconcilerError(
+            f"the rebase committed as {job['name']} but its operation could not be found; "
+            "run plan again to pick the job up"
+        )
+
+    def _client_for(self, resource: str) -> httpx.Client:
+        base = base_url_for(resource, self._override)
+        with self._lock:
+            if self._closed:
+                raise ReconcilerError("the API client is closed")
+            client = self._http.get(base)
+            if client is None:
+                size = self._options.max_connections
+                client = httpx.Client(
+                    base_url=base,
+                    headers={"user-agent": USER_AGENT, "accept": "application/json"},
+                    timeout=httpx.Timeout(self._options.timeout, connect=min(self._options.timeout, 15.0)),
+                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                    follow_redirects=False,
+                    # Proxy settings from the environment must never capture emulator traffic.
+                    trust_env=not is_emulator_endpoint(base),
+                    # verify is left at its default (True): TLS checks are never turned off.
+                )
+                self._http[base] = client
+            return client
+
+    def _send(self, op: str, method: str, resource: str, path: str,
+              params: dict[str, str] | None, body: dict | None) -> httpx.Response:
+        """One HTTP attempt."""
+        client = self._client_for(resource)
+        headers = self._credentials.headers()
+        with self._lock:
+            self._counts[op] += 1
+        started = time.monotonic()
+        response = client.request(method, f"/{API_VERSION}/{path}", params=params, json=body, headers=headers)
+        log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
+        return response
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._credentials.secrets():
+            # Real tokens are long; scrubbing a 1-letter test token would shred every message.
+            if secret and len(secret) >= 8:
+                text = text.replace(secret, "<redacted>")
+        return text
+
+    def _throttled(self, retry_after: float | None) -> None:
+        with self._lock:
+            callbacks = list(self._throttle_callbacks)
+        for callback in callbacks:
+            callback(retry_after)
+
+    def _call(self, op: str, method: str, resource: str, path: str, *,
+              params: dict[str, str] | None = None, body: dict | None = None,
+              recover: Callable[[RetryBudget], dict | None] | None = None,
+              budget: RetryBudget | None = None) -> dict:
+        """Send with retries and return the JSON answer.
+
+        Without `recover` the call is idempotent and every transient failure is retried.
+        With it (create, rebase) an attempt that may have committed is never repeated
+        before `recover()` has looked for its result. Look-ups share the call's retry budget,
+        so attempts and time stay bounded for the call as a whole.
+        """
+        context = f"{method} {path}"
+        budget = budget or RetryBudget(self._policy, rng=self._rng)
+        may_have_committed = False
+        auth_retried = False
+        while True:
+            if may_have_committed and recover is not None:
+                found = self._recover(recover, budget, context)
+                if found is not None:
+                    log.info("%s: found the result of an unanswered earlier attempt", context)
+                    return found
+            retry_after: float | None = None
+            try:
+                response = self._send(op, method, resource, path, params, body)
+            except httpx.TransportError as exc:
+                error: ReconcilerError = TransportError(
+                    self._scrub(f"could not complete {context}: {type(exc).__name__}: {str(exc) or 'no detail'}")
+                )
+                if not isinstance(exc, _NOT_SENT):
+                    may_have_committed = True
+            else:
+                if response.is_success:
+                    return self._json(response, context)
+                error = error_from_response(response, context)
+                error.message = self._scrub(error.message)
+                if response.status_code == 401 and not auth_retried and self._credentials.invalidate():
+                    auth_retried = True  # an expired or revoked token: refresh once and try again
+                    continue
+                if response.status_code not in RETRYABLE_STATUSES:
+                    raise error
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if response.status_code == 429:
+                    self._throttled(retry_after)  # a 429 is a refusal: nothing was created
+                else:
+                    may_have_committed = True
+            delay = budget.next_delay(retry_after)
+            if delay is None:
+                if may_have_committed and recover is not None:
+                    found = self._recover(recover, budget, context)
+                    if found is not None:
+                        return found
+                message = f"gave up after {budget.describe()}"
+                if isinstance(error, ApiError):
+                    error.context = f"{context}; {message}"
+                    raise error
+                raise TransportError(f"{error}; {message}")
+            log.info("%s failed (%s); retry %d in %.2fs", context, _short(error), budget.attempts, delay)
+            time.sleep(delay)
+
+    @staticmethod
+    def _recover(recover: Callable[[RetryBudget], dict | None], budget: RetryBudget, context: str) -> dict | None:
+        """Look for what an unanswered attempt may have committed; say so if that fails too,
+        since the caller must not simply try again."""
+        try:
+            return recover(budget)
+        except ApiError as exc:
+            exc.context = f"{exc.context}; while looking for the result of an unanswered {context}"
+            raise
+        except TransportError as exc:
+            raise TransportError(f"{exc}; while looking for the result of an unanswered {context}") from None
+
+    def _json(self, response: httpx.Response, context: str) -> dict:
+        if not response.content:
+            return {}
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise make_api_error(
+                response.status_code, "UNKNOWN",
+                f"expected a JSON object, got: {_snippet(self._scrub(response.text))}", context=context,
+            )
+        return payload
+
+    def _paginate(self, op: str, resource: str, path: str, params: dict[str, str], key: str,
+                  budget: RetryBudget | None = None) -> Iterator[dict]:
+        seen: set[str] = set()
+        token: str | None = None
+        while True:
+            page_params = dict(params)
+            if token:
+                page_params["pageToken"] = token
+            page = self._call(op, "GET", resource, path, params=page_params, budget=budget)
+            yield from page.get(key) or []
+            token = page.get("nextPageToken") or None
+            if token is None:
+                return
+            if token in seen:  # a server bug would otherwise make us loop for ever
+                raise ApiError(0, "INTERNAL", f"the server repeated page token {token!r}", context=f"GET {path}")
+            seen.add(token)
+
+
+def _check_request_id(request_id: str) -> None:
+    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+        raise ValueError(
+            f"invalid request id {request_id!r}: it travels as a label value "
+            "(1-63 lowercase letters, digits, '_' or '-')"
+        )
+
+
+def _short(error: Exception) -> str:
+    if isinstance(error, ApiError):
+        return f"{error.status} ({error.code})"
+    return str(error)

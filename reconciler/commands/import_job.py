@@ -1,0 +1,53 @@
+"""`reconciler import KEY JOB_NAME`: start tracking a job created outside the tool."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "adopt an existing tuning job into state for a key the manifests declare"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from reconciler.cli import add_state_option, add_target_options
+
+    parser.add_argument("key", metavar="KEY", help="metadata.name of a manifest")
+    parser.add_argument("job_name", metavar="JOB_NAME",
+                        help="projects/P/locations/L/tuningJobs/ID, or the bare ID in the key's location")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (default: manifests/)")
+    add_target_options(parser)
+    add_state_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.errors import PlanError
+    from reconciler.live import LiveJob
+    from reconciler.spec import spec_hash
+    from reconciler.state import StateEntry
+    from reconciler.state_store import StateStore
+    from reconciler.workflow import load_desired, open_client
+
+    args.parallelism = 1
+    matches = [d for d in load_desired(args) if d.key == args.key or d.address == args.key]
+    if not matches:
+        raise PlanError(f"no manifest declares key {args.key!r}: add it to the manifests before importing")
+    if len(matches) > 1:
+        raise PlanError(f"key {args.key!r} is declared in several locations: "
+                        + ", ".join(d.address for d in matches) + "; give project/location/key")
+    d = matches[0]
+    name = args.job_name if "/" in args.job_name else f"{d.parent}/tuningJobs/{args.job_name}"
+    store = StateStore(args.state)
+    with store.lock("import", timeout=args.lock_timeout), open_client(args) as client:
+        state = store.load()
+        existing = state.entries.get(d.address)
+        if existing and existing.job_name:
+            raise PlanError(f"{d.address} already tracks {existing.job_name}; "
+                            f"run `reconciler state rm {d.key}` first to import another job")
+        job = LiveJob.from_api(client.get_job(name))
+        entry = StateEntry(key=d.key, project=d.project, location=d.location, job_name=job.name,
+                           spec_hash=spec_hash(job.raw), job_state=job.state, update_time=job.update_time,
+                           history=list(existing.history) if existing else [])
+        store.record(entry, d.address)
+        store.commit()
+    print(f"Imported {job.name} ({job.short_state}) as {d.address}.\n"
+          "Run `reconciler plan` to see whether it matches the manifest.")
+    return 0

@@ -1,0 +1,49 @@
+"""`reconciler plan`: show what apply would do, optionally save it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "show the changes apply would make (create, replace, cancel, rebase, adopt, forget)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from reconciler.workflow import add_plan_inputs
+
+    add_plan_inputs(parser)
+    parser.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON (format_version 1.0)")
+    parser.add_argument("--detailed-exitcode", action="store_true",
+                        help="exit 0 with no changes, 1 on error, 2 when there are changes")
+    parser.add_argument("--refresh-only", action="store_true",
+                        help="only show what changed outside the tool since state was written")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.planfile import save_plan
+    from reconciler.render import plan_json, print_plan
+    from reconciler.refresh_report import outside_changes, print_outside_changes
+    from reconciler.state_store import StateStore
+    from reconciler.workflow import make_plan, open_client
+
+    store = StateStore(args.state)
+    with store.lock("plan", timeout=args.lock_timeout), open_client(args) as client:
+        planned = make_plan(args, store, client)
+        state_existed = store.exists()
+    if args.refresh_only:
+        found = outside_changes(planned.state, planned.live)
+        print_outside_changes(found, sys.stdout, as_json=args.json)
+        return 2 if (found and args.detailed_exitcode) else 0
+    p = planned.plan
+    if args.json:
+        sys.stdout.write(plan_json(p))
+    else:
+        print_plan(p, sys.stdout, no_color=args.no_color)
+    if args.out and not p.problems:
+        save_plan(p, args.out, state_exists=state_existed)
+        print(f"\nSaved the plan to: {args.out}\nTo perform exactly these actions, run:\n"
+              f"  reconciler apply {args.out}", file=sys.stderr)
+    if p.problems:
+        return 1
+    return 2 if (args.detailed_exitcode and p.has_changes) else 0

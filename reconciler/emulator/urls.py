@@ -1,0 +1,98 @@
+"""The routing table: (HTTP method, path pattern) -> handler name, API method and query
+parameters, exactly as the discovery document lays out `projects.locations.tuningJobs`.
+
+Operation routes are served under `/v1` and `/ui`: the GAPIC client's operation poller asks
+for `/ui/projects/.../operations/{op}`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# One path segment; ':' is excluded so that `{id}:cancel` splits off the custom verb.
+_SEG = r"[^/:]+"
+PARENT = rf"projects/{_SEG}/locations/{_SEG}"
+JOB = rf"{PARENT}/tuningJobs/{_SEG}"
+OPERATION = rf"{JOB}/operations/{_SEG}"
+
+# System parameters Google's front end accepts on every method.
+SYSTEM_PARAMS = frozenset(
+    {
+        "alt",
+        "$alt",
+        "prettyPrint",
+        "$prettyPrint",
+        "fields",
+        "$fields",
+        "key",
+        "quotaUser",
+        "$.xgafv",
+        "access_token",
+        "oauth_token",
+        "callback",
+        "uploadType",
+        "upload_protocol",
+        "userIp",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # HTTP method
+    pattern: re.Pattern[str]  # full match on the path; group "name" is the resource name
+    handler: str  # function name in server.py's handler table
+    api_method: str  # stats key: create, get, list, cancel, rebaseTunedModel, operations.get, ...
+    params: frozenset[str] = frozenset()  # query parameters besides the system ones
+    admin: bool = False
+
+
+def _api(method: str, template: str, handler: str, api_method: str, params: tuple[str, ...] = (),
+         prefixes: tuple[str, ...] = ("v1",)) -> list[Route]:
+    return [
+        Route(method, re.compile(f"^/{prefix}/{template}$"), handler, api_method, frozenset(params))
+        for prefix in prefixes
+    ]
+
+
+_BOTH = ("v1", "ui")
+
+ROUTES: list[Route] = [
+    *_api("POST", rf"(?P<name>{PARENT})/tuningJobs", "create", "create"),
+    *_api("GET", rf"(?P<name>{PARENT})/tuningJobs", "list", "list", ("filter", "pageSize", "pageToken")),
+    *_api("POST", rf"(?P<name>{PARENT})/tuningJobs:rebaseTunedModel", "rebase", "rebaseTunedModel"),
+    *_api("GET", rf"(?P<name>{JOB})", "get", "get"),
+    *_api("POST", rf"(?P<name>{JOB}):cancel", "cancel", "cancel"),
+    *_api("GET", rf"(?P<name>{JOB})/operations", "list_operations", "operations.list",
+          ("filter", "pageSize", "pageToken", "returnPartialSuccess"), _BOTH),
+    *_api("GET", rf"(?P<name>{OPERATION})", "get_operation", "operations.get", (), _BOTH),
+    *_api("DELETE", rf"(?P<name>{OPERATION})", "delete_operation", "operations.delete", (), _BOTH),
+    *_api("POST", rf"(?P<name>{OPERATION}):cancel", "cancel_operation", "operations.cancel", (), _BOTH),
+    *_api("POST", rf"(?P<name>{OPERATION}):wait", "wait_operation", "operations.wait", ("timeout",), _BOTH),
+    Route("POST", re.compile(r"^/__emulator/seed$"), "admin_seed", "admin.seed", admin=True),
+    Route("GET", re.compile(r"^/__emulator/stats$"), "admin_stats", "admin.stats", admin=True),
+    Route("POST", re.compile(r"^/__emulator/advance$"), "admin_advance", "admin.advance", admin=True),
+    Route("GET", re.compile(r"^/__emulator/faults$"), "admin_get_faults", "admin.faults", admin=True),
+    Route("POST", re.compile(r"^/__emulator/faults$"), "admin_faults", "admin.faults", admin=True),
+    Route("POST", re.compile(r"^/__emulator/jobs/(?P<name>[^:]+):setState$"), "admin_set_state", "admin.setState",
+          admin=True),
+    Route("POST", re.compile(r"^/__emulator/reset$"), "admin_reset", "admin.reset", admin=True),
+]
+
+
+@dataclass(frozen=True)
+class Match:
+    route: Route
+    name: str
+
+
+def resolve(method: str, path: str) -> Match | None:
+    """The route for a request, or None (the caller answers 404)."""
+    for route in ROUTES:
+        if route.method != method:
+            continue
+        found = route.pattern.match(path)
+        if found:
+            return Match(route, found.groupdict().get("name") or "")
+    return None

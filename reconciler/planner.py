@@ -1,0 +1,175 @@
+"""The planner: a pure function of (desired, state, live) to a Plan. No I/O.
+
+One Change per key. The rules are DESIGN.md's "Actions" section; lifecycle options decide
+between replace / wait / fail, report / recreate, retune / rebase, and whether cancel is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reconciler.actions import Action, Reason
+from reconciler.differ import FieldChange, diff_spec, only_base_model_changed
+from reconciler.live import LiveJob, LiveView
+from reconciler.model import ACTIVE_STATES, DesiredJob, Lifecycle
+from reconciler.plans import Change, JobRef, Plan, PlanProblem
+from reconciler.spec import normalize_spec, spec_hash
+from reconciler.state import State, StateEntry
+
+FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED"})
+
+
+def plan(
+    desired: list[DesiredJob],
+    state: State,
+    live: LiveView,
+    targets: Iterable[str] | None = None,
+) -> Plan:
+    """Decide what to do about every key in the manifests or the state.
+
+    `targets` (keys or project/location/key addresses) limits the plan to those keys.
+    """
+    wanted = {d.address: d for d in desired}
+    addresses = sorted(set(wanted) | set(state.entries))
+    if targets is not None:
+        chosen = set(targets)
+        addresses = [a for a in addresses if a in chosen or a.rsplit("/", 1)[-1] in chosen]
+    changes: list[Change] = []
+    problems: list[PlanProblem] = []
+    for address in addresses:
+        entry = state.entries.get(address)
+        d = wanted.get(address)
+        change, problem = (
+            _plan_desired(d, entry, live) if d is not None else _plan_removed(entry, live)  # type: ignore[arg-type]
+        )
+        changes.append(change)
+        if problem:
+            problems.append(PlanProblem(address, problem))
+    return Plan(changes=changes, problems=problems, lineage=state.lineage, serial=state.serial)
+
+
+def _base(d: DesiredJob) -> dict:
+    return dict(address=d.address, key=d.key, project=d.project, location=d.location,
+                lifecycle=d.lifecycle, spec_hash=spec_hash(d.spec))
+
+
+def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> LiveJob | None:
+    """The newest labelled job for this key that state has never recorded (a lost create)."""
+    known = set(entry.history) if entry else set()
+    if entry and entry.job_name:
+        known.add(entry.job_name)
+    for job in live.jobs_for_key(d.project, d.location, d.key):
+        if job.name in known:
+            continue
+        own_request = bool(entry and entry.request_id and job.request_label == entry.request_id)
+        if job.state in ("JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING") and not own_request:
+            continue  # a job cancelled on purpose (by us or by hand) is history, not a lost create
+        if entry and entry.job_name:
+            current = live.job(entry.job_name)
+            # Only a job newer than the recorded one can be a create that was not recorded.
+            if current is not None and job.create_time <= current.create_time:
+                continue
+        return job
+    return None
+
+
+def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> tuple[Change, str | None]:
+    base = _base(d)
+    after = normalize_spec(d.spec)
+
+    lost = _untracked(d, entry, live)
+    if lost is not None:
+        recorded = entry is not None and entry.request_id and lost.request_label == entry.request_id
+        reason = Reason.UNRECORDED_CREATE if recorded else Reason.UNTRACKED_JOB
+        detail = ("create finished but was not recorded: adopting" if recorded
+                  else "labelled job found that state does not know: adopting")
+        return Change(action=Action.ADOPT, reason=reason, detail=f"{detail} {lost.name}",
+                      before=normalize_spec(lost.raw), after=after, job=JobRef.of(lost), **base), None
+
+    if entry is None or not entry.job_name:
+        return Change(action=Action.CREATE, reason=Reason.NEW_KEY, detail="no job for this key yet",
+                      after=after, **base), None
+
+    job = live.job(entry.job_name)
+    if job is None:
+        if live.gone(entry.job_name):
+            detail = f"job {entry.job_name} in state no longer exists"
+        else:
+            detail = f"job {entry.job_name} in state was not found"
+        return Change(action=Action.CREATE, reason=Reason.JOB_GONE, detail=detail, after=after, **base), None
+
+    before = normalize_spec(job.raw)
+    ref = JobRef.of(job)
+    if job.spec_label == base["spec_hash"]:
+        changes: list[FieldChange] = []
+    else:
+        changes = diff_spec(d.spec, job.raw)
+        if not changes and job.spec_label is not None:
+            # Hash differs but nothing shows: a field the server defaults was removed from the manifest.
+            changes = [FieldChange("(spec hash)", job.spec_label, base["spec_hash"])]
+    lc = d.lifecycle
+    active = job.state in ACTIVE_STATES
+    state_word = job.short_state
+
+    if not changes:
+        if job.state in FAILED_STATES:
+            when = f" at {job.end_time}" if job.end_time else ""
+            why = f": {job.error_message}" if job.error_message else ""
+            if lc.on_failure == "recreate":
+                return Change(action=Action.CREATE, reason=Reason.JOB_FAILED_RECREATE,
+                              detail=f"job {state_word}{when}{why}; onFailure=recreate",
+                              before=before, after=after, job=ref, **base), None
+            return Change(action=Action.NOOP, reason=Reason.JOB_FAILED_REPORTED,
+                          detail=f"job {state_word}{when}{why}; onFailure=report",
+                          before=before, after=after, job=ref, **base), None
+        return Change(action=Action.NOOP, reason=Reason.UNCHANGED, detail=f"job {state_word}, spec unchanged",
+                      before=before, after=after, job=ref, **base), None
+
+    described = "; ".join(c.describe() for c in changes[:5]) + (" ..." if len(changes) > 5 else "")
+    fc = tuple(changes)
+    if lc.on_spec_change == "fail":
+        return (Change(action=Action.NOOP, reason=Reason.SPEC_CHANGED, detail=f"spec changed: {described}",
+                       before=before, after=after, job=ref, field_changes=fc, **base),
+                f"spec changed and lifecycle.onSpecChange=fail: {described}")
+    if (job.state == "JOB_STATE_SUCCEEDED" and lc.on_base_model_change == "rebase"
+            and only_base_model_changed(changes)):
+        return Change(action=Action.REBASE, reason=Reason.BASE_MODEL_CHANGED,
+                      detail=f"base model changed: {described}; onBaseModelChange=rebase",
+                      before=before, after=after, job=ref, field_changes=fc, **base), None
+    if active and lc.on_spec_change == "wait":
+        return Change(action=Action.NOOP, reason=Reason.WAITING_FOR_ACTIVE,
+                      detail=f"spec changed: {described}; waiting for the {state_word} job to end "
+                             "(onSpecChange=wait)",
+                      before=before, after=after, job=ref, field_changes=fc, **base), None
+    if active and lc.prevent_cancel:
+        return (Change(action=Action.NOOP, reason=Reason.SPEC_CHANGED, detail=f"spec changed: {described}",
+                       before=before, after=after, job=ref, field_changes=fc, **base),
+                f"replacing needs cancelling the {state_word} job {job.name}, "
+                "but lifecycle.preventCancel is true")
+    verb = "cancel the active job, then create" if active else "create a new job; the old one stays as history"
+    return Change(action=Action.REPLACE, reason=Reason.SPEC_CHANGED,
+                  detail=f"spec changed: {described} ({verb})",
+                  before=before, after=after, job=ref, field_changes=fc, **base), None
+
+
+def _plan_removed(entry: StateEntry, live: LiveView) -> tuple[Change, str | None]:
+    base = dict(address=entry.address, key=entry.key, project=entry.project, location=entry.location,
+                spec_hash=entry.spec_hash, lifecycle=Lifecycle(prevent_cancel=getattr(entry, "prevent_cancel", False)))
+    job = live.job(entry.job_name) if entry.job_name else None
+    if job is None:
+        return Change(action=Action.FORGET, reason=Reason.KEY_REMOVED_GONE,
+                      detail="key left the manifests and its job no longer exists", **base), None
+    ref, before = JobRef.of(job), normalize_spec(job.raw)
+    if job.state in ACTIVE_STATES:
+        if base["lifecycle"].prevent_cancel:
+            return (Change(action=Action.NOOP, reason=Reason.KEY_REMOVED_ACTIVE,
+                           detail=f"key left the manifests; job {job.short_state}", before=before, job=ref,
+                           **base),
+                    f"key left the manifests but its {job.short_state} job {job.name} has "
+                    "lifecycle.preventCancel: restore the manifest or cancel it yourself")
+        return Change(action=Action.CANCEL, reason=Reason.KEY_REMOVED_ACTIVE,
+                      detail=f"key left the manifests; job {job.short_state}: cancelling",
+                      before=before, job=ref, **base), None
+    return Change(action=Action.FORGET, reason=Reason.KEY_REMOVED_FINISHED,
+                  detail=f"key left the manifests; job {job.short_state}: forgetting it (nothing is deleted)",
+                  before=before, job=ref, **base), None

@@ -1,0 +1,59 @@
+"""The steps plan, apply and drift share: load manifests, open state and client, refresh, plan."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from reconciler.live import LiveView
+from reconciler.model import DesiredJob
+from reconciler.plans import Plan
+from reconciler.state import State
+
+DEFAULT_PATHS = ["manifests"]
+
+
+def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
+    from reconciler.cli import add_state_option, add_target_options
+
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (default: manifests/)")
+    add_target_options(parser)
+    add_state_option(parser)
+    parser.add_argument("--target", action="append", metavar="KEY", help="limit to this key (repeatable)")
+    parser.add_argument("--parallelism", type=int, default=8, metavar="N",
+                        help="concurrent API calls (default: %(default)s)")
+    parser.add_argument("--no-color", action="store_true", help="never colour the output")
+
+
+def open_client(args: argparse.Namespace):
+    from reconciler.client import ClientOptions, TuningClient
+
+    return TuningClient(ClientOptions(endpoint=getattr(args, "endpoint", None),
+                                      max_connections=max(1, getattr(args, "parallelism", 8))))
+
+
+@dataclass
+class Planned:
+    desired: list[DesiredJob]
+    state: State
+    live: LiveView
+    plan: Plan
+
+
+def load_desired(args: argparse.Namespace) -> list[DesiredJob]:
+    from reconciler.manifest import load_desired as load
+
+    return load(args.paths or DEFAULT_PATHS, args.project, args.location)
+
+
+def make_plan(args: argparse.Namespace, store, client, desired: list[DesiredJob] | None = None) -> Planned:
+    """Plan from manifests (or the given desired jobs) against state and a fresh refresh.
+    The caller holds the state lock."""
+    from reconciler.planner import plan
+    from reconciler.refresh import refresh
+
+    if desired is None:
+        desired = load_desired(args)
+    state = store.load()
+    live = refresh(client, desired, state, parallelism=max(1, args.parallelism))
+    return Planned(desired, state, live, plan(desired, state, live, targets=args.target))

@@ -1,0 +1,242 @@
+"""The planner is pure: every rule of DESIGN.md's Actions section, one test each."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.actions import Action, Reason
+from reconciler.live import LiveJob, LiveView
+from reconciler.model import DesiredJob, Lifecycle
+from reconciler.planner import plan
+from reconciler.spec import spec_hash
+from reconciler.state import State, StateEntry
+
+P, L = "proj", "us-central1"
+SPEC = {"baseModel": "gemini-2.5-flash",
+        "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl"}}
+
+
+def desired(key: str = "k", spec: dict | None = None, **lifecycle) -> DesiredJob:
+    return DesiredJob(key=key, project=P, location=L, spec=spec or SPEC, lifecycle=Lifecycle(**lifecycle))
+
+
+def job(n: int, key: str = "k", state: str = "JOB_STATE_RUNNING", spec: dict | None = None,
+        created: str | None = None, request: str | None = None, hash_label: bool = True, **extra) -> LiveJob:
+    spec = spec or SPEC
+    labels = {"managed-by": "tuning-reconciler", "reconciler-key": key}
+    if hash_label:
+        labels["reconciler-spec"] = spec_hash(spec)
+    if request:
+        labels["reconciler-request"] = request
+    raw = {"name": f"projects/123/locations/{L}/tuningJobs/{n}", "state": state, **spec, "labels": labels,
+           "createTime": created or f"2026-01-01T00:00:{n:02d}Z", "updateTime": "2026-01-01T01:00:00Z", **extra}
+    return LiveJob.from_api(raw)
+
+
+def entry(j: LiveJob | None, key: str = "k", **kw) -> StateEntry:
+    return StateEntry(key=key, project=P, location=L, job_name=j.name if j else None,
+                      spec_hash=spec_hash(SPEC), job_state=j.state if j else None, **kw)
+
+
+def state_of(*entries: StateEntry) -> State:
+    return State(entries={e.address: e for e in entries})
+
+
+def live_of(*jobs: LiveJob, fetched: dict | None = None) -> LiveView:
+    return LiveView(listed={(P, L): list(jobs)}, fetched=fetched or {})
+
+
+def one(d, s, lv, **kw):
+    p = plan(d, s, lv, **kw)
+    assert len(p.changes) == 1
+    return p.changes[0], p
+
+
+def test_new_key_is_created():
+    c, p = one([desired()], State(), live_of())
+    assert (c.action, c.reason) == (Action.CREATE, Reason.NEW_KEY)
+    assert c.after == SPEC and c.before is None
+    assert p.summary() == "Plan: 1 to create, 0 to replace, 0 to cancel, 0 to rebase."
+
+
+@pytest.mark.parametrize("state", ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED",
+                                   "JOB_STATE_CANCELLING", "JOB_STATE_QUEUED"])
+def test_same_spec_is_noop_in_healthy_states(state):
+    j = job(1, state=state)
+    c, p = one([desired()], state_of(entry(j)), live_of(j))
+    assert c.action is Action.NOOP and c.reason is Reason.UNCHANGED
+    assert p.summary() == "No changes." and not p.has_changes
+
+
+def test_same_spec_without_hash_label_is_decided_by_the_full_diff():
+    j = job(1, hash_label=False)
+    c, _ = one([desired()], state_of(entry(j)), live_of(j))
+    assert c.action is Action.NOOP
+
+
+@pytest.mark.parametrize("state", ["JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED"])
+def test_failed_job_is_reported_by_default(state):
+    j = job(1, state=state, endTime="2026-01-02T00:00:00Z", error={"code": 13, "message": "boom"})
+    c, p = one([desired()], state_of(entry(j)), live_of(j))
+    assert (c.action, c.reason) == (Action.NOOP, Reason.JOB_FAILED_REPORTED)
+    assert f"job {state[10:]} at 2026-01-02T00:00:00Z: boom; onFailure=report" == c.detail
+    assert not p.has_changes
+
+
+def test_failed_job_is_recreated_under_on_failure_recreate():
+    j = job(1, state="JOB_STATE_FAILED")
+    c, _ = one([desired(on_failure="recreate")], state_of(entry(j)), live_of(j))
+    assert (c.action, c.reason) == (Action.CREATE, Reason.JOB_FAILED_RECREATE)
+    assert c.job.name == j.name
+
+
+def test_spec_change_while_running_replaces_with_field_path_in_reason():
+    j = job(1)
+    new = {**SPEC, "supervisedTuningSpec": {**SPEC["supervisedTuningSpec"], "hyperParameters": {"epochCount": 5}}}
+    c, p = one([desired(spec=new)], state_of(entry(j)), live_of(j))
+    assert (c.action, c.reason) == (Action.REPLACE, Reason.SPEC_CHANGED)
+    assert "supervisedTuningSpec.hyperParameters.epochCount (unset) -> 5" in c.detail
+    assert "cancel the active job" in c.detail
+    assert p.summary() == "Plan: 0 to create, 1 to replace, 0 to cancel, 0 to rebase."
+
+
+def test_spec_change_after_success_replaces_without_cancel():
+    j = job(1, state="JOB_STATE_SUCCEEDED")
+    c, _ = one([desired(spec={**SPEC, "description": "v2"})], state_of(entry(j)), live_of(j))
+    assert c.action is Action.REPLACE and "old one stays as history" in c.detail
+
+
+def test_spec_change_wait_while_active_then_replace_when_finished():
+    new = {**SPEC, "description": "v2"}
+    running = job(1)
+    c, _ = one([desired(spec=new, on_spec_change="wait")], state_of(entry(running)), live_of(running))
+    assert (c.action, c.reason) == (Action.NOOP, Reason.WAITING_FOR_ACTIVE)
+    done = job(1, state="JOB_STATE_SUCCEEDED")
+    c, _ = one([desired(spec=new, on_spec_change="wait")], state_of(entry(done)), live_of(done))
+    assert c.action is Action.REPLACE
+
+
+def test_spec_change_fail_is_a_plan_problem():
+    j = job(1, state="JOB_STATE_SUCCEEDED")
+    c, p = one([desired(spec={**SPEC, "description": "v2"}, on_spec_change="fail")], state_of(entry(j)), live_of(j))
+    assert c.action is Action.NOOP
+    assert p.problems and "onSpecChange=fail" in p.problems[0].message
+
+
+def test_base_model_change_rebases_succeeded_job_under_rebase():
+    j = job(1, state="JOB_STATE_SUCCEEDED")
+    c, p = one([desired(spec={**SPEC, "baseModel": "gemini-3-flash"}, on_base_model_change="rebase")],
+               state_of(entry(j)), live_of(j))
+    assert (c.action, c.reason) == (Action.REBASE, Reason.BASE_MODEL_CHANGED)
+    assert p.summary() == "Plan: 0 to create, 0 to replace, 0 to cancel, 1 to rebase."
+
+
+def test_base_model_change_retunes_by_default_and_when_other_fields_change():
+    j = job(1, state="JOB_STATE_SUCCEEDED")
+    c, _ = one([desired(spec={**SPEC, "baseModel": "gemini-3-flash"})], state_of(entry(j)), live_of(j))
+    assert c.action is Action.REPLACE
+    c, _ = one([desired(spec={**SPEC, "baseModel": "gemini-3-flash", "description": "x"},
+                        on_base_model_change="rebase")], state_of(entry(j)), live_of(j))
+    assert c.action is Action.REPLACE
+
+
+def test_prevent_cancel_blocks_replacing_an_active_job():
+    j = job(1)
+    c, p = one([desired(spec={**SPEC, "description": "v2"}, prevent_cancel=True)], state_of(entry(j)), live_of(j))
+    assert c.action is Action.NOOP and "preventCancel" in p.problems[0].message
+
+
+def test_removed_key_with_active_job_is_cancelled():
+    j = job(1)
+    c, p = one([], state_of(entry(j)), live_of(j))
+    assert (c.action, c.reason) == (Action.CANCEL, Reason.KEY_REMOVED_ACTIVE)
+    assert c.after is None and c.job.name == j.name
+    assert p.summary() == "Plan: 0 to create, 0 to replace, 1 to cancel, 0 to rebase."
+
+
+def test_removed_key_with_prevent_cancel_in_state_is_refused():
+    j = job(1)
+    e = entry(j)
+    e.prevent_cancel = True  # type: ignore[attr-defined]
+    c, p = one([], state_of(e), live_of(j))
+    assert c.action is Action.NOOP and "preventCancel" in p.problems[0].message
+
+
+def test_removed_key_with_finished_or_missing_job_is_forgotten():
+    j = job(1, state="JOB_STATE_SUCCEEDED")
+    c, p = one([], state_of(entry(j)), live_of(j))
+    assert (c.action, c.reason) == (Action.FORGET, Reason.KEY_REMOVED_FINISHED)
+    assert p.summary() == "Plan: 0 to create, 0 to replace, 0 to cancel, 0 to rebase, 1 to forget."
+    gone = job(2)
+    c, _ = one([], state_of(entry(gone)), live_of(fetched={gone.name: None}))
+    assert (c.action, c.reason) == (Action.FORGET, Reason.KEY_REMOVED_GONE)
+
+
+def test_job_in_state_that_no_longer_exists_is_created_again():
+    j = job(1)
+    c, _ = one([desired()], state_of(entry(j)), live_of(fetched={j.name: None}))
+    assert (c.action, c.reason) == (Action.CREATE, Reason.JOB_GONE)
+    assert "no longer exists" in c.detail
+
+
+def test_job_found_by_get_after_its_labels_changed_is_still_tracked():
+    j = job(1)
+    relabelled = LiveJob.from_api({**j.raw, "labels": {}})
+    c, _ = one([desired()], state_of(entry(j)), live_of(fetched={j.name: relabelled}))
+    assert c.action is Action.NOOP
+
+
+def test_untracked_labelled_job_is_adopted_not_created_again():
+    j = job(7, state="JOB_STATE_PENDING")
+    c, _ = one([desired()], State(), live_of(j))
+    assert (c.action, c.reason) == (Action.ADOPT, Reason.UNTRACKED_JOB)
+    assert c.job.name == j.name and c.after == SPEC and c.before == SPEC
+    assert "labelled job found that state does not know: adopting" in c.detail
+
+
+def test_create_recorded_as_pending_request_is_adopted_by_request_label():
+    j = job(7, request="req-1")
+    e = StateEntry(key="k", project=P, location=L, request_id="req-1")
+    c, _ = one([desired()], state_of(e), live_of(j))
+    assert (c.action, c.reason) == (Action.ADOPT, Reason.UNRECORDED_CREATE)
+
+
+def test_replacement_created_but_not_recorded_is_adopted_and_history_is_not():
+    old = job(1, state="JOB_STATE_CANCELLED")
+    new = job(2, request="req-2")
+    e = entry(old, request_id="req-2")
+    c, _ = one([desired()], state_of(e), live_of(old, new))
+    assert c.action is Action.ADOPT and c.job.name == new.name
+    # once recorded, the old job is history and never adopted again
+    e2 = StateEntry(key="k", project=P, location=L, job_name=new.name, history=[old.name])
+    c, _ = one([desired()], state_of(e2), live_of(old, new))
+    assert c.action is Action.NOOP
+
+
+def test_cancelled_unknown_job_is_not_adopted():
+    j = job(3, state="JOB_STATE_CANCELLED")
+    c, _ = one([desired()], State(), live_of(j))
+    assert c.action is Action.CREATE
+
+
+def test_older_unknown_labelled_job_is_not_adopted_over_the_current_one():
+    older, current = job(1, state="JOB_STATE_SUCCEEDED"), job(2)
+    c, _ = one([desired()], state_of(entry(current)), live_of(older, current))
+    assert c.action is Action.NOOP
+
+
+def test_targets_limit_the_plan_by_key_or_address():
+    ds = [desired("a"), desired("b"), desired("c")]
+    p = plan(ds, State(), live_of(), targets=["b", f"{P}/{L}/c"])
+    assert [c.key for c in p.changes] == ["b", "c"]
+
+
+def test_changes_are_sorted_by_address_and_plan_round_trips_through_json():
+    from reconciler.plans import Plan
+
+    j = job(1, key="a", state="JOB_STATE_SUCCEEDED")
+    p = plan([desired("z"), desired("a", spec={**SPEC, "description": "v2"})], state_of(entry(j, key="a")),
+             live_of(j))
+    assert [c.key for c in p.changes] == ["a", "z"]
+    again = Plan.from_json(p.to_json())
+    assert again.to_json() == p.to_json()
