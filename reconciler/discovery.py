@@ -141,16 +141,3 @@ def load_snapshot(path: Path | None = None) -> dict[str, Any]:
         ) from None
     except ValueError as exc:
         raise ConfigError(f"discovery snapshot {path} is not valid JSON: {exc}") from None
-
-
-def refresh_snapshot(path: Path | None = None) -> tuple[Path, dict[str, Any], bool]:
-    """Re-trim the installed document into `path`; returns (path, snapshot, changed)."""
-    path = path or snapshot_path()
-    doc, source = load_installed_document()
-    snapshot = trim(doc, source)
-    text = dumps(snapshot)
-    old = path.read_text(encoding="utf-8") if path.exists() else None
-    if old != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return path, snapshot, old != text

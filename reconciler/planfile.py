@@ -16,12 +16,11 @@ from reconciler.plans import FORMAT_VERSION, Plan
 KIND = "tuning-reconciler-plan"
 
 
-def save_plan(plan: Plan, path: str | os.PathLike, state_exists: bool) -> None:
+def save_plan(plan: Plan, path: str | os.PathLike) -> None:
+    """`plan.lineage` None means the plan was made before any state existed."""
     data = plan.to_json()
     data["kind"] = KIND
     data["tool_version"] = __version__
-    if not state_exists:
-        data["lineage"] = None  # no state yet: any fresh state matches
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)

@@ -56,4 +56,7 @@ def make_plan(args: argparse.Namespace, store, client, desired: list[DesiredJob]
         desired = load_desired(args)
     state = store.load()
     live = refresh(client, desired, state, parallelism=max(1, args.parallelism))
-    return Planned(desired, state, live, plan(desired, state, live, targets=args.target))
+    planned = plan(desired, state, live, targets=args.target)
+    if not store.exists():
+        planned.lineage = None  # no state yet: its lineage is fixed only by the first write
+    return Planned(desired, state, live, planned)

@@ -19,11 +19,11 @@ def change(action: Action, job: JobRef | None = None, after: dict | None = SPEC)
 def test_save_and_load_round_trip_with_mode_0600(tmp_path):
     plan = Plan(changes=[change(Action.CREATE)], lineage="L", serial=3)
     path = tmp_path / "sub" / "plan.json"
-    save_plan(plan, path, state_exists=True)
+    save_plan(plan, path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     again = load_plan(path)
     assert again.lineage == "L" and again.serial == 3 and again.changes == plan.changes
-    save_plan(plan, path, state_exists=False)
+    save_plan(Plan(changes=[], lineage=None), path)
     assert load_plan(path).lineage is None
 
 

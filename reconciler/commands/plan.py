@@ -30,7 +30,6 @@ def run(args: argparse.Namespace) -> int:
     store = StateStore(args.state)
     with store.lock("plan", timeout=args.lock_timeout), open_client(args) as client:
         planned = make_plan(args, store, client)
-        state_existed = store.exists()
     if args.refresh_only:
         found = outside_changes(planned.state, planned.live)
         print_outside_changes(found, sys.stdout, as_json=args.json)
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_plan(p, sys.stdout, no_color=args.no_color)
     if args.out and not p.problems:
-        save_plan(p, args.out, state_exists=state_existed)
+        save_plan(p, args.out)
         print(f"\nSaved the plan to: {args.out}\nTo perform exactly these actions, run:\n"
               f"  reconciler apply {args.out}", file=sys.stderr)
     if p.problems:

@@ -13,7 +13,6 @@ import bisect
 import hashlib
 import heapq
 import json
-import math
 import random
 import re
 import threading
@@ -26,11 +25,10 @@ from reconciler.emulator import schema
 from reconciler.emulator.clock import Clock, rfc3339
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.filters import JOB_STATES, compile_filter
+from reconciler.emulator.jobs import PROTO_TUNING_JOB_FIELDS, TUNING_JOB_TYPE, Job, Operation, chosen_hyper_parameters
 
 TUNING_JOB = f"{schema.PREFIX}TuningJob"
 REBASE_REQUEST = f"{schema.PREFIX}RebaseTunedModelRequest"
-TUNING_JOB_TYPE = "type.googleapis.com/google.cloud.aiplatform.v1.TuningJob"
-REBASE_METADATA_TYPE = "type.googleapis.com/google.cloud.aiplatform.v1.RebaseTunedModelOperationMetadata"
 
 ACTIVE = frozenset(
     {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_PAUSED", "JOB_STATE_UPDATING"}
@@ -59,241 +57,6 @@ _JOB_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/tuningJobs/([^/]+)$
 _OP_NAME = re.compile(r"^(projects/[^/]+/locations/[^/]+/tuningJobs/[^/]+)/operations/([^/]+)$")
 _MODEL_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/models/(\d+)(?:@(\d+))?$")
 _DATASET = re.compile(r"^projects/[^/]+/locations/[^/]+/datasets/[^/]+$")
-
-
-@dataclass
-class Job:
-    """One tuning job. `spec` holds the user-settable fields (camelCase, decoded); it is
-    never changed in place (seeded jobs share one), only replaced."""
-
-    seq: int  # creation order: the list order and the page-token anchor
-    id: str
-    project: str  # number
-    location: str
-    spec: dict[str, Any]
-    state: str
-    create_time: float
-    update_time: float
-    example_count: int
-    model_id: str
-    model_version: int
-    endpoint_id: str
-    experiment: str
-    start_time: float | None = None
-    end_time: float | None = None
-    error: dict[str, Any] | None = None
-    outcome: str = "JOB_STATE_SUCCEEDED"  # where the schedule ends
-    generation: int = 0  # bumps on every out-of-schedule change: stale events are skipped
-    rebase_op: str | None = None  # the operation that created this job by rebase
-    pinned: bool = False  # setState: the clock no longer moves this job
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.parent}/tuningJobs/{self.id}"
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return self.spec.get("labels", {})
-
-    @property
-    def base_model(self) -> str:
-        return str(self.spec.get("baseModel", ""))
-
-    @property
-    def tuned_model_display_name(self) -> str:
-        return str(self.spec.get("tunedModelDisplayName", ""))
-
-    def tuning_spec_key(self) -> str:
-        return "supervisedTuningSpec" if "supervisedTuningSpec" in self.spec else "preferenceOptimizationSpec"
-
-    def resource(self) -> dict[str, Any]:
-        """The TuningJob as the API returns it, fields in proto order."""
-        out: dict[str, Any] = {}
-        spec = self.spec
-        for key in ("baseModel", "preTunedModel", "supervisedTuningSpec", "preferenceOptimizationSpec"):
-            if key in spec:
-                out[key] = spec[key]
-        out["name"] = self.name
-        for key in ("tunedModelDisplayName", "description"):
-            if key in spec:
-                out[key] = spec[key]
-        out["state"] = self.state
-        out["createTime"] = rfc3339(self.create_time)
-        if self.start_time is not None:
-            out["startTime"] = rfc3339(self.start_time)
-        if self.end_time is not None:
-            out["endTime"] = rfc3339(self.end_time)
-        out["updateTime"] = rfc3339(self.update_time)
-        if self.error is not None:
-            out["error"] = self.error
-        if "labels" in spec:
-            out["labels"] = spec["labels"]
-        if self.start_time is not None:
-            out["experiment"] = self.experiment
-        tuned = self._tuned_model()
-        if tuned:
-            out["tunedModel"] = tuned
-        if self.start_time is not None:
-            out["tuningDataStats"] = self._data_stats()
-        for key in ("encryptionSpec", "serviceAccount"):
-            if key in spec:
-                out[key] = spec[key]
-        return out
-
-    # -- output-only parts, derived on demand so that 50,000 stored jobs stay small --------
-
-    def _tuned_model(self) -> dict[str, Any]:
-        if self.state not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_PARTIALLY_SUCCEEDED"):
-            return {}
-        model = f"{self.parent}/models/{self.model_id}@{self.model_version}"
-        if self.state == "JOB_STATE_FAILED":
-            return {"model": model}  # observed: the model is uploaded, the endpoint is missing
-        endpoint = f"{self.parent}/endpoints/{self.endpoint_id}"
-        tuned: dict[str, Any] = {"model": model, "endpoint": endpoint}
-        tuning = self.spec.get(self.tuning_spec_key(), {})
-        if not tuning.get("exportLastCheckpointOnly", False):
-            epochs = int(tuning.get("hyperParameters", {}).get("epochCount", "1"))
-            steps = _steps_per_epoch(self.example_count)
-            checkpoints: list[dict[str, Any]] = []
-            for epoch in range(1, epochs + 1):
-                checkpoint: dict[str, Any] = {"checkpointId": str(epoch), "epoch": str(epoch), "step": str(epoch * steps)}
-                if epoch == epochs:
-                    checkpoint["endpoint"] = endpoint  # the last checkpoint is the deployed one
-                checkpoints.append(checkpoint)
-            tuned["checkpoints"] = checkpoints
-        return tuned
-
-    def _data_stats(self) -> dict[str, Any]:
-        epochs = int(self.spec.get(self.tuning_spec_key(), {}).get("hyperParameters", {}).get("epochCount", "1"))
-        return _stats(self.id, self.example_count, epochs, self.tuning_spec_key() == "supervisedTuningSpec")
-
-
-@lru_cache(maxsize=65536)
-def _stats(job_id: str, count: int, epochs: int, supervised: bool) -> dict[str, Any]:
-    """Plausible, deterministic dataset statistics (cached: lists render many jobs)."""
-    rng = random.Random(job_id)
-    inputs = [rng.randint(20, 400) for _ in range(min(count, 200))]
-    outputs = [rng.randint(10, 200) for _ in range(min(count, 200))]
-    scale = count / len(inputs)
-    input_total = int(sum(inputs) * scale)
-    output_total = int(sum(outputs) * scale)
-    key = "supervisedTuningDataStats" if supervised else None
-    if key is None:
-        return {
-            "preferenceOptimizationDataStats": {
-                "tuningDatasetExampleCount": str(count),
-                "totalBillableTokenCount": str((input_total + output_total) * epochs),
-                "tuningStepCount": str(epochs * _steps_per_epoch(count)),
-            }
-        }
-    return {
-        key: {
-            "tuningDatasetExampleCount": str(count),
-            "totalBillableTokenCount": str((input_total + output_total) * epochs),
-            "tuningStepCount": str(epochs * _steps_per_epoch(count)),
-            "userInputTokenDistribution": _distribution(inputs, input_total),
-            "userOutputTokenDistribution": _distribution(outputs, output_total),
-            "userMessagePerExampleDistribution": _distribution([2] * len(inputs), 2 * count),
-            "userDatasetExamples": [
-                {"role": "user", "parts": [{"text": f"Example question {i + 1}"}]} for i in range(min(count, 3))
-            ],
-        }
-    }
-
-
-def _steps_per_epoch(example_count: int) -> int:
-    return max(1, math.ceil(example_count / 8))
-
-
-def _distribution(values: list[int], total: int) -> dict[str, Any]:
-    ordered = sorted(values)
-    n = len(ordered)
-    low, high = ordered[0], ordered[-1]
-    width = max(1.0, (high - low) / 4)
-    buckets = []
-    for i in range(4):
-        left = low + i * width
-        right = left + width
-        count = sum(1 for v in ordered if left <= v < right or (i == 3 and v == right))
-        buckets.append({"count": float(count), "left": float(left), "right": float(right)})
-    return {
-        "sum": str(total),
-        "billableSum": str(total),
-        "min": float(low),
-        "max": float(high),
-        "mean": sum(ordered) / n,
-        "median": float(ordered[n // 2]),
-        "p5": float(ordered[int(n * 0.05)]),
-        "p95": float(ordered[min(n - 1, int(n * 0.95))]),
-        "buckets": buckets,
-    }
-
-
-def chosen_hyper_parameters(example_count: int) -> dict[str, Any]:
-    """What the service picks for unset hyperparameters (tiers from observed jobs:
-    90 examples -> 40 epochs, 0.5, size 4; 500 examples -> 10 epochs, 1.0, size 8)."""
-    if example_count < 200:
-        return {"epochCount": "40", "learningRateMultiplier": 0.5, "adapterSize": "ADAPTER_SIZE_FOUR"}
-    if example_count < 2000:
-        return {"epochCount": "10", "learningRateMultiplier": 1.0, "adapterSize": "ADAPTER_SIZE_EIGHT"}
-    return {"epochCount": "5", "learningRateMultiplier": 1.0, "adapterSize": "ADAPTER_SIZE_SIXTEEN"}
-
-
-@dataclass
-class Operation:
-    name: str
-    job_name: str
-    create_time: float
-    update_time: float
-    done: bool = False
-    response: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-    def resource(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "metadata": {
-                "@type": REBASE_METADATA_TYPE,
-                "genericMetadata": {"createTime": rfc3339(self.create_time), "updateTime": rfc3339(self.update_time)},
-            },
-        }
-        if self.done:
-            out["done"] = True
-            if self.error is not None:
-                out["error"] = self.error
-            elif self.response is not None:
-                out["response"] = self.response
-        return out
-
-
-# Fields the v1 TuningJob proto of google-cloud-aiplatform defines: an operation `response`
-# is parsed strictly by the GAPIC client, so nothing else may appear there.
-_PROTO_TUNING_JOB_FIELDS = frozenset(
-    {
-        "baseModel",
-        "preTunedModel",
-        "supervisedTuningSpec",
-        "name",
-        "tunedModelDisplayName",
-        "description",
-        "state",
-        "createTime",
-        "startTime",
-        "endTime",
-        "updateTime",
-        "error",
-        "labels",
-        "experiment",
-        "tunedModel",
-        "tuningDataStats",
-        "encryptionSpec",
-        "serviceAccount",
-    }
-)
 
 
 @dataclass
@@ -475,7 +238,7 @@ class Backend:
             op.error = {"code": 1, "message": "Operation was cancelled."}
         else:
             op.response = {"@type": TUNING_JOB_TYPE} | {
-                k: v for k, v in job.resource().items() if k in _PROTO_TUNING_JOB_FIELDS
+                k: v for k, v in job.resource().items() if k in PROTO_TUNING_JOB_FIELDS
             }
 
     def _changed(self) -> None:

@@ -21,11 +21,15 @@ JSON_TYPE = "application/json; charset=UTF-8"
 _DURATION = re.compile(r"^(\d+(?:\.\d{1,9})?)s$")
 
 
+FieldMask = dict[str, "FieldMask"]  # selected name -> sub-selection ({} selects everything below)
+
+
 @dataclass(frozen=True)
 class Query:
     params: dict[str, str]
     enum_ints: bool  # the caller asked for `enum-encoding=int`
     pretty: bool
+    fields: FieldMask | None = None  # partial response (`fields=`), None: everything
 
     def get(self, name: str, default: str = "") -> str:
         return self.params.get(name, default)
@@ -52,7 +56,75 @@ def parse_query(raw: bytes, allowed: frozenset[str]) -> Query:
         raise InvalidArgument(f'Unsupported alt "{alt}": this service answers in JSON only.')
     enum_ints = "enum-encoding=int" in options.split(";")
     pretty = params.get("prettyPrint", params.get("$prettyPrint", "false")).lower() in ("true", "1")
-    return Query(params, enum_ints, pretty)
+    selection = params.get("fields", params.get("$fields", ""))
+    return Query(params, enum_ints, pretty, parse_fields(selection) if selection else None)
+
+
+_FIELD_TOKEN = re.compile(r"\s*([A-Za-z_@][A-Za-z0-9_@.\-]*|\*|[,/()])")
+
+
+def parse_fields(text: str) -> FieldMask:
+    """Google's partial-response syntax: `a,b/c,d(e,f)`."""
+    tokens: list[str] = []
+    pos = 0
+    while pos < len(text):
+        match = _FIELD_TOKEN.match(text, pos)
+        if match is None:
+            if text[pos:].strip() == "":
+                break
+            raise InvalidArgument(f'Invalid field selection "{text}" at position {pos + 1}.')
+        tokens.append(match.group(1))
+        pos = match.end()
+    mask, rest = _field_list(tokens, text)
+    if rest:
+        raise InvalidArgument(f'Invalid field selection "{text}": unexpected "{rest[0]}".')
+    return mask
+
+
+def _field_list(tokens: list[str], text: str) -> tuple[FieldMask, list[str]]:
+    mask: FieldMask = {}
+    while True:
+        if not tokens or tokens[0] in ",/()":
+            raise InvalidArgument(f'Invalid field selection "{text}": a field name is missing.')
+        path = [tokens.pop(0)]
+        while tokens[:1] == ["/"]:
+            tokens.pop(0)
+            if not tokens or tokens[0] in ",/()":
+                raise InvalidArgument(f'Invalid field selection "{text}": a field name is missing after "/".')
+            path.append(tokens.pop(0))
+        leaf: FieldMask = {}
+        if tokens[:1] == ["("]:
+            tokens.pop(0)
+            leaf, tokens = _field_list(tokens, text)
+            if tokens[:1] != [")"]:
+                raise InvalidArgument(f'Invalid field selection "{text}": missing ")".')
+            tokens.pop(0)
+        node = mask
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = _merge(node.get(path[-1]), leaf)
+        if tokens[:1] != [","]:
+            return mask, tokens
+        tokens.pop(0)
+
+
+def _merge(old: FieldMask | None, new: FieldMask) -> FieldMask:
+    if old is None:
+        return new
+    if not old or not new:
+        return {}  # one of them selects everything
+    return {**old, **{k: _merge(old.get(k), v) for k, v in new.items()}}
+
+
+def select(body: Any, mask: FieldMask) -> Any:
+    """Keep only the selected fields (lists are filtered element by element)."""
+    if not mask or "*" in mask:
+        return body
+    if isinstance(body, list):
+        return [select(item, mask) for item in body]
+    if not isinstance(body, dict):
+        return body
+    return {key: select(body[key], sub) for key, sub in mask.items() if key in body}
 
 
 def int_param(query: Query, name: str, default: int = 0) -> int:
@@ -92,6 +164,8 @@ def encode(body: Any, query: Query | None = None, message: str | None = None) ->
     """Serialise a response body; enums become numbers when the caller asked for that."""
     if query is not None and query.enum_ints and message is not None:
         body = _enum_ints(message, body)
+    if query is not None and query.fields is not None:
+        body = select(body, query.fields)
     if query is not None and query.pretty:
         return json.dumps(body, indent=2, ensure_ascii=False).encode()
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -10,7 +10,8 @@ import pytest
 
 from reconciler.emulator import exceptions as err
 from reconciler.emulator.config import EmulatorConfig
-from reconciler.emulator.models import Backend, chosen_hyper_parameters
+from reconciler.emulator.jobs import chosen_hyper_parameters
+from reconciler.emulator.models import Backend
 
 PARENT = "projects/my-project/locations/us-central1"
 

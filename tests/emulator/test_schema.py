@@ -8,7 +8,7 @@ import pytest
 from google.cloud import aiplatform_v1
 
 from reconciler.emulator import exceptions as err
-from reconciler.emulator import models, schema
+from reconciler.emulator import jobs, models, schema
 from reconciler.emulator.config import EmulatorConfig
 
 TUNING_JOB = f"{schema.PREFIX}TuningJob"
@@ -77,7 +77,7 @@ def emitted_jobs() -> list[dict[str, Any]]:
     op = backend.rebase(PARENT, {"tunedModelRef": {"tuningJob": names[0]}})
     backend.advance(5)
     response = dict(backend.get_operation(op["name"])["response"])
-    assert response.pop("@type") == models.TUNING_JOB_TYPE
+    assert response.pop("@type") == jobs.TUNING_JOB_TYPE
     out.append(response)
     return out
 
@@ -93,4 +93,4 @@ def test_every_emitted_job_fits_the_discovery_schema() -> None:
 
 def test_operation_response_fields_are_all_in_the_v1_proto() -> None:
     proto_fields = {f.json_name for f in aiplatform_v1.TuningJob.pb().DESCRIPTOR.fields}
-    assert models._PROTO_TUNING_JOB_FIELDS <= proto_fields
+    assert jobs.PROTO_TUNING_JOB_FIELDS <= proto_fields

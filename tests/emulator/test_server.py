@@ -351,3 +351,59 @@ def test_data_file_keeps_jobs_and_operations_across_restarts(
     assert httpx.get(second.url + f"/v1/{source['name']}", headers=headers).json() == before
     assert httpx.get(second.url + f"/v1/{op['name']}", headers=headers).json()["name"] == op["name"]
     assert len(httpx.get(second.url + JOBS, headers=headers).json()["tuningJobs"]) == 2
+
+
+def test_fields_partial_response_over_http(http: httpx.Client, admin: EmulatorAdmin) -> None:
+    admin.seed(PARENT, 3, labels={"reconciler-key": "k{n}"})
+    page = http.get(JOBS, params={"pageSize": 2, "fields": "nextPageToken,tuningJobs(name,labels)"}).json()
+    assert set(page) == {"nextPageToken", "tuningJobs"}
+    assert all(set(job) == {"name", "labels"} for job in page["tuningJobs"])
+    bad = http.get(JOBS, params={"fields": "tuningJobs("})
+    assert bad.status_code == 400 and error_of(bad)["status"] == "INVALID_ARGUMENT"
+
+
+def test_50000_jobs_seed_and_list_over_http(http: httpx.Client, admin: EmulatorAdmin) -> None:
+    started = time.perf_counter()
+    names = admin.seed(PARENT, 50_000, labels={"managed-by": "tuning-reconciler", "reconciler-key": "k{n}"},
+                       state="JOB_STATE_SUCCEEDED")
+    seeded = time.perf_counter() - started
+    started = time.perf_counter()
+    seen = 0
+    params = {"pageSize": "1000", "filter": 'labels.managed-by="tuning-reconciler"',
+              "fields": "nextPageToken,tuningJobs(name,state,labels)"}
+    while True:
+        page = http.get(JOBS, params=params).json()
+        seen += len(page["tuningJobs"])
+        if "nextPageToken" not in page:
+            break
+        params["pageToken"] = page["nextPageToken"]
+    listed = time.perf_counter() - started
+    assert seen == len(names) == 50_000
+    assert seeded < 5.0, seeded
+    assert listed < 10.0, listed
+
+
+def test_dropped_rebase_commits_the_new_job(http: httpx.Client, admin: EmulatorAdmin,
+                                            emulator: RunningEmulator) -> None:
+    [source] = admin.seed(PARENT, 1, state="JOB_STATE_SUCCEEDED")
+    admin.faults(drop_rate=1.0)
+    with pytest.raises(httpx.TransportError):
+        http.post(f"{JOBS}:rebaseTunedModel", json={"tunedModelRef": {"tuningJob": source},
+                                                    "tuningJob": {"labels": {"reconciler-request": "r1"}}})
+    admin.faults(drop_rate=0.0)
+    found = http.get(JOBS, params={"filter": 'labels.reconciler-request="r1"'}).json()["tuningJobs"]
+    assert len(found) == 1 and found[0]["name"] != source
+    assert len(emulator.backend.operations) == 1
+
+
+def test_admin_seed_with_spec_and_faults_read_back(http: httpx.Client, admin: EmulatorAdmin) -> None:
+    spec = {"baseModel": "gemini-2.0-flash",
+            "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/other.jsonl"}, "labels": {"team": "t"}}
+    [name] = admin.seed(PARENT, 1, labels={"k": "v"}, spec=spec)
+    job = http.get(f"/v1/{name}").json()
+    assert job["baseModel"] == "gemini-2.0-flash" and job["labels"] == {"team": "t", "k": "v"}
+    with pytest.raises(AdminError, match="base_model is required"):
+        admin.seed(PARENT, 1, spec={"supervisedTuningSpec": {"trainingDatasetUri": "gs://b/t.jsonl"}})
+    admin.faults(latency_ms=5, error_rate=0.25)
+    settings = http.get("/__emulator/faults").json()
+    assert settings == {"latency_ms": 5, "error_rate": 0.25, "drop_rate": 0.0, "retry_after": 1}

@@ -1,0 +1,81 @@
+"""`reconciler schema generate [--check]` and `reconciler schema refresh-discovery`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "generate the JSON Schemas from the pinned discovery snapshot, or refresh the snapshot"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
+    gen = sub.add_parser("generate", help="write schemas/*.schema.json from the snapshot",
+                         description="Write schemas/tuningjob.v1.schema.json and "
+                                     "schemas/manifest.schema.json from the pinned discovery "
+                                     "snapshot.")
+    gen.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 if the files on disk differ from the output")
+    gen.add_argument("--out", type=Path, default=None, metavar="DIR",
+                     help="directory to write to (default: the project's schemas/)")
+    refresh = sub.add_parser(
+        "refresh-discovery",
+        help="re-trim the snapshot from the installed google-api-python-client",
+        description="Re-create schemas/discovery/aiplatform.v1.tuning.json from the "
+                    "aiplatform v1 discovery document shipped in the installed "
+                    "google-api-python-client wheel. Run `schema generate` afterwards.")
+    refresh.add_argument("--check", action="store_true",
+                         help="write nothing; exit 1 if the snapshot differs from the "
+                              "installed document")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from reconciler import discovery, schema_gen
+
+    out_dir = args.out or discovery.schemas_dir()
+    snapshot = discovery.load_snapshot()
+    if args.check:
+        stale = schema_gen.stale_files(out_dir, snapshot)
+        for name in stale:
+            print(f"{out_dir / name} is out of date; run `reconciler schema generate`",
+                  file=sys.stderr)
+        if not stale:
+            print(f"Schemas in {out_dir} are up to date (discovery revision "
+                  f"{snapshot.get('revision')}).")
+        return 1 if stale else 0
+    changed = schema_gen.write_schemas(out_dir, snapshot)
+    for name in changed:
+        print(f"wrote {out_dir / name}")
+    if not changed:
+        print(f"Schemas in {out_dir} were already up to date.")
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from reconciler import discovery
+
+    path = discovery.snapshot_path()
+    doc, source = discovery.load_installed_document()
+    text = discovery.dumps(discovery.trim(doc, source))
+    current = path.read_text(encoding="utf-8") if path.exists() else None
+    if args.check:
+        if current != text:
+            print(f"{path} differs from {source}; run `reconciler schema refresh-discovery`",
+                  file=sys.stderr)
+            return 1
+        print(f"{path} matches {source}.")
+        return 0
+    if current == text:
+        print(f"{path} already matches {source} (revision {doc.get('revision')}).")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path} (revision {doc.get('revision')}); now run `reconciler schema generate`")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.schema_command == "generate":
+        return _generate(args)
+    return _refresh(args)
