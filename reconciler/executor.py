@@ -9,6 +9,7 @@ failure does not stop the others.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -55,6 +56,7 @@ class Executor:
         self.client, self.store, self.progress, self.options = client, store, progress, options
         # Our own view of the entries, kept in step with what we record (no whole-state copies).
         self.entries: dict[str, StateEntry] = dict(state.entries)
+        self.labels: dict[str, str] = {}
         self.pacer = Pacer(options.max_creates_per_minute)
         self._lock = threading.Lock()
         if hasattr(client, "on_throttle"):
@@ -153,6 +155,9 @@ class Executor:
                          change.address)
         return "unchanged"
 
+    def _label(self, change: Change) -> str:
+        return self.labels.get(change.address, change.key)
+
     def run_one(self, change: Change) -> Outcome:
         handler = {
             Action.CREATE: self._create, Action.REPLACE: self._create, Action.REBASE: self._rebase,
@@ -160,19 +165,22 @@ class Executor:
             Action.NOOP: self._refresh,
         }[change.action]
         if change.action.changes_anything:
-            self.progress.start(change.key, change.action)
+            self.progress.start(self._label(change), change.action)
         try:
             message = handler(change)
         except ReconcilerError as exc:
             if change.action.changes_anything:
-                self.progress.finish(change.key, f"FAILED: {exc}")
+                self.progress.finish(self._label(change), f"FAILED: {exc}")
             return Outcome(change, False, str(exc))
         with self._lock:
             entry = self.entries.get(change.address)
         if change.action.changes_anything:
-            self.progress.finish(change.key, message)
+            self.progress.finish(self._label(change), message)
         return Outcome(change, True, message, entry.job_name if entry else None)
 
     def run(self, plan: Plan) -> list[Outcome]:
+        # A key shared by two locations is shown with its location, so progress lines stay unambiguous.
+        keys = Counter(c.key for c in plan.changes)
+        self.labels = {c.address: c.key if keys[c.key] == 1 else f"{c.key} ({c.location})" for c in plan.changes}
         with ThreadPoolExecutor(max_workers=max(1, self.options.parallelism), thread_name_prefix="apply") as pool:
             return list(pool.map(self.run_one, plan.changes))

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _split_plan_file(args: argparse.Namespace) -> str | None:
-    """`apply FILE`: a positional that is a saved plan rather than a manifest path."""
+    """`apply FILE`: a positional that is a saved plan (JSON of our kind) rather than a manifest."""
+    import json
+
     from reconciler.planfile import KIND
 
     if args.plan_file:
@@ -36,10 +38,11 @@ def _split_plan_file(args: argparse.Namespace) -> str | None:
     for path in list(args.paths):
         try:
             with open(path, encoding="utf-8") as fh:
-                head = fh.read(4096)
-        except (OSError, UnicodeDecodeError):
+                text = fh.read()
+            data = json.loads(text) if text.lstrip().startswith("{") else None
+        except (OSError, UnicodeDecodeError, ValueError):
             continue
-        if head.lstrip().startswith("{") and KIND in head:
+        if isinstance(data, dict) and data.get("kind") == KIND:
             args.paths.remove(path)
             return path
     return None

@@ -37,46 +37,46 @@ def run(args: argparse.Namespace) -> int:
     color = use_color(sys.stdout, args.no_color)
     work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     shutil.copytree(EXAMPLES, work / "manifests")
-    state, plan_file = work / "state" / "default.json", work / "tfplan.json"
-    common = ["--project", "demo-project", "--location", "us-central1", "--state", str(state)]
-    flags = ["--no-color"] if not color else []
+    common = ["--state", "state/default.json"]
+    flags = [] if color else ["--no-color"]
     started = time.monotonic()
     config = EmulatorConfig(job_duration=args.job_duration, token="demo-token")
     saved_env = {k: os.environ.get(k) for k in ("RECONCILER_ENDPOINT", "RECONCILER_ACCESS_TOKEN")}
+    saved_cwd = os.getcwd()
     with start_emulator(config) as emulator:
         os.environ["RECONCILER_ENDPOINT"] = emulator.url
         os.environ["RECONCILER_ACCESS_TOKEN"] = "demo-token"
+        os.chdir(work)
         try:
             print(f"Emulator listening on {emulator.url}; working in {work}")
-            manifests = str(work / "manifests")
 
             def step(title: str, argv: list[str], ok: tuple[int, ...] = (0,)) -> int:
-                _banner(f"reconciler {' '.join(argv[:1] + [a for a in argv[1:] if not a.startswith(str(work))])}"
-                        f"  # {title}", color)
+                _banner(f"reconciler {' '.join(argv)}   # {title}", color)
                 code = main(argv)
                 if code not in ok:
                     raise ReconcilerError(f"demo step `{title}` exited {code}")
                 return code
 
-            step("validate the example manifests", ["validate", manifests, *common[:4]])
-            step("plan: everything is new", ["plan", manifests, *common, *flags, "--out", str(plan_file)])
-            step("apply the saved plan and wait for the jobs",
-                 ["apply", str(plan_file), *common, *flags, "--wait", "--poll-interval", "1"])
-            step("plan again: nothing to do", ["plan", manifests, *common, *flags, "--detailed-exitcode"])
+            step("validate the example manifests", ["validate", "manifests"])
+            step("plan: everything is new", ["plan", *common, *flags, "--out", "tfplan.json"])
+            step("apply exactly the saved plan and wait for the jobs",
+                 ["apply", "tfplan.json", *common, *flags, "--wait", "--poll-interval", "1"])
+            step("plan again: nothing to do", ["plan", *common, *flags, "--detailed-exitcode"])
             edited = _edit_one_manifest(work / "manifests")
-            step(f"edit {edited.name}: epochCount changes, so its job is replaced",
-                 ["plan", manifests, *common, *flags, "--detailed-exitcode"], ok=(2,))
-            step("state after the loop", ["state", "list", "--state", str(state)])
+            step(f"{edited.name} edited: epochCount changed, so that job is replaced",
+                 ["plan", *common, *flags, "--detailed-exitcode"], ok=(2,))
+            step("what state records", ["state", "list", *common])
         finally:
+            os.chdir(saved_cwd)
             for k, v in saved_env.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
     print(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
-    print(f"State file: {state}\nSaved plan: {plan_file}")
+    print(f"State file: {work / 'state' / 'default.json'}\nSaved plan: {work / 'tfplan.json'}")
     if not args.keep:
-        print("(pass --keep to keep the working directory)")
+        print("(the working directory is removed; pass --keep to keep it)")
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_plan_inputs(parser)
     parser.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON (format_version 1.0)")
+    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                        help="text (default), json (format_version 1.0) or markdown (a pull-request comment)")
+    parser.add_argument("--json", action="store_true", help="same as --format json")
     parser.add_argument("--detailed-exitcode", action="store_true",
                         help="exit 0 with no changes, 1 on error, 2 when there are changes")
     parser.add_argument("--refresh-only", action="store_true",
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.markdown import render_plan_markdown
     from reconciler.planfile import save_plan
     from reconciler.render import plan_json, print_plan
     from reconciler.refresh_report import outside_changes, print_outside_changes
@@ -30,13 +33,16 @@ def run(args: argparse.Namespace) -> int:
     store = StateStore(args.state)
     with store.lock("plan", timeout=args.lock_timeout), open_client(args) as client:
         planned = make_plan(args, store, client)
+    fmt = "json" if args.json else args.format
     if args.refresh_only:
         found = outside_changes(planned.state, planned.live)
-        print_outside_changes(found, sys.stdout, as_json=args.json)
+        print_outside_changes(found, sys.stdout, as_json=fmt == "json")
         return 2 if (found and args.detailed_exitcode) else 0
     p = planned.plan
-    if args.json:
+    if fmt == "json":
         sys.stdout.write(plan_json(p))
+    elif fmt == "markdown":
+        sys.stdout.write(render_plan_markdown(p))
     else:
         print_plan(p, sys.stdout, no_color=args.no_color)
     if args.out and not p.problems:

@@ -294,3 +294,11 @@ def test_journal_left_by_a_crash_is_folded_on_next_run(ws):
         # no commit: as if the process died here
     assert ws.plan("--detailed-exitcode").code == 0
     assert ws.entry("alpha")["job_state"] == "JOB_STATE_RUNNING"
+
+
+def test_plan_as_markdown_for_a_pull_request_comment(ws):
+    ws.job("alpha")
+    result = ws.plan("--format", "markdown", "--detailed-exitcode")
+    assert result.code == 2
+    assert "alpha" in result.out and "create" in result.out and "|" in result.out
+    assert "\x1b[" not in result.out
