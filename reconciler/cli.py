@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
-from types import ModuleType
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
@@ -33,15 +33,6 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _load(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"reconciler.commands.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"reconciler.commands.{module}":
-            return None  # command not built yet
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reconciler",
@@ -53,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
-        module = _load(module_name)
-        if module is None:
-            continue
+        module = importlib.import_module(f"reconciler.commands.{module_name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
@@ -72,9 +61,21 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
                         "(else $RECONCILER_ENDPOINT, else the regional Google endpoint)")
 
 
+WORKSPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _workspace(name: str) -> str:
+    if not WORKSPACE_PATTERN.match(name) or ".." in name:
+        raise argparse.ArgumentTypeError(f"invalid workspace name {name!r} (letters, digits, '_', '-', '.')")
+    return f"state/{name}.json"
+
+
 def add_state_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", default="state/default.json", metavar="FILE",
-                        help="state file (default: %(default)s)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--state", default="state/default.json", metavar="FILE",
+                       help="state file (default: %(default)s)")
+    group.add_argument("--workspace", dest="state", type=_workspace, metavar="NAME",
+                       help="use the state file state/NAME.json")
     parser.add_argument("--lock-timeout", type=float, default=0.0, metavar="SECONDS",
                         help="wait this long for the state lock (default: fail at once)")
 
