@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from reconciler.spec import normalize_spec
 
 # Where the service writes its own choices into a job the user left unset (observed: epochCount,
@@ -82,6 +80,10 @@ def diff_spec(desired_spec: dict, live_job: dict) -> list[FieldChange]:
     live = normalize_spec(live_job)
     if desired == live:
         return []
+    # Imported here: deepdiff (and the pydantic it pulls in) costs ~0.1 s at start-up, and
+    # most runs never get this far (equal specs, or the spec-hash label matches).
+    from deepdiff import DeepDiff
+
     tree = DeepDiff(live, desired, view="tree", ignore_order=False)
     changes: list[FieldChange] = []
     for kind, items in tree.items():

@@ -9,8 +9,10 @@ failure does not stop the others.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -51,6 +53,34 @@ def create_body(change: Change) -> dict:
     return body
 
 
+class ThrottleGate:
+    """Pass on at most one 429 per window to the pacer.
+
+    Parallel workers (and the look-ups of a create) all see the same quota burst; halving the
+    rate once per 429 would divide it by 2**parallelism at once and pin it at the pacer's
+    floor. One halving per window (1 s, or the server's Retry-After if longer) is one
+    decrease per congestion event, as AIMD intends.
+    """
+
+    def __init__(self, on_throttle: Callable[[], None], window: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._on_throttle, self._window, self._clock = on_throttle, window, clock
+        self._lock = threading.Lock()
+        self._quiet_until = float("-inf")
+        self.seen = 0
+        self.passed = 0
+
+    def __call__(self, retry_after: float | None) -> None:
+        with self._lock:
+            self.seen += 1
+            now = self._clock()
+            if now < self._quiet_until:
+                return
+            self._quiet_until = now + max(self._window, retry_after or 0.0)
+            self.passed += 1
+        self._on_throttle()
+
+
 class Executor:
     def __init__(self, client, store, state: State, progress: Progress, options: ApplyOptions) -> None:
         self.client, self.store, self.progress, self.options = client, store, progress, options
@@ -60,7 +90,7 @@ class Executor:
         self.pacer = Pacer(options.max_creates_per_minute)
         self._lock = threading.Lock()
         if hasattr(client, "on_throttle"):
-            client.on_throttle(lambda _retry_after: self.pacer.on_throttle())
+            client.on_throttle(ThrottleGate(self.pacer.on_throttle))
 
     # -- state helpers ---------------------------------------------------------------------
     def _entry(self, change: Change) -> StateEntry:
@@ -124,7 +154,10 @@ class Executor:
             op = self.client.rebase_tuned_model(change.parent, body, request_id=rid)
             done = op if op.get("done") else self.client.wait_operation(
                 op["name"], timeout=self.options.operation_timeout)
-            return LiveJob.from_api(done.get("response") or {})
+            # A done operation without a proper job would record a nameless job in state.
+            from reconciler.client import check_tuning_job
+
+            return LiveJob.from_api(check_tuning_job(done.get("response"), f"operation {op.get('name')}: response"))
 
         job = self._submit(change, submit)
         return f"rebased onto {job.raw.get('baseModel', '?')} as {job.name}"

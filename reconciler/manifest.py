@@ -56,6 +56,7 @@ MAX_PROBLEMS_PER_FILE = 200
 # Below this much YAML, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 1024 * 1024
 MAX_WORKERS = 4
+_TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels; refusing to read this file any further"
 PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
 LOCATION_ENV = "GOOGLE_CLOUD_LOCATION"
 
@@ -162,8 +163,7 @@ class _DocumentBuilder:
         if kind is MappingStartEvent or kind is SequenceStartEvent:
             if depth >= MAX_DEPTH:
                 # libyaml slows down quadratically with depth: stop reading at once.
-                raise _Abort(*pos, f"nesting deeper than {MAX_DEPTH} levels; refusing to read "
-                                   "this file any further", fatal=True)
+                raise _Abort(*pos, _TOO_DEEP, fatal=True)
             if event.anchor:
                 self.open_anchors.add(event.anchor)
             before = self.size
@@ -295,6 +295,10 @@ def _yaml_problem(file: str, text: str, exc: yaml.YAMLError) -> Problem:
             return Problem(file, line, column, "", "tab character in indentation or before a "
                            "value: YAML indents with spaces only")
     what = getattr(exc, "problem", None) or str(exc)
+    if "maximum nesting depth" in what:
+        # Newer libyaml stops deep flow nesting itself, while scanning ahead of our limit:
+        # report it in the same words as `MAX_DEPTH`.
+        return Problem(file, line, column, "", _TOO_DEEP)
     context = getattr(exc, "context", None)
     return Problem(file, line, column, "", f"invalid YAML: {what}"
                    + (f" ({context})" if context else ""))

@@ -13,7 +13,7 @@ from reconciler.differ import FieldChange, diff_spec, only_base_model_changed
 from reconciler.live import LiveJob, LiveView
 from reconciler.model import ACTIVE_STATES, DesiredJob, Lifecycle
 from reconciler.plans import Change, JobRef, Plan, PlanProblem
-from reconciler.spec import normalize_spec, spec_hash
+from reconciler.spec import normalize_spec, normalized_hash
 from reconciler.state import State, StateEntry
 
 FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED"})
@@ -48,9 +48,9 @@ def plan(
     return Plan(changes=changes, problems=problems, lineage=state.lineage, serial=state.serial)
 
 
-def _base(d: DesiredJob) -> dict:
+def _base(d: DesiredJob, normalized: dict) -> dict:
     return dict(address=d.address, key=d.key, project=d.project, location=d.location,
-                lifecycle=d.lifecycle, spec_hash=spec_hash(d.spec))
+                lifecycle=d.lifecycle, spec_hash=normalized_hash(normalized))
 
 
 def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> LiveJob | None:
@@ -74,8 +74,8 @@ def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> LiveJ
 
 
 def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> tuple[Change, str | None]:
-    base = _base(d)
     after = normalize_spec(d.spec)
+    base = _base(d, after)
 
     lost = _untracked(d, entry, live)
     if lost is not None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from reconciler.live import LiveView
@@ -32,6 +35,20 @@ def open_client(args: argparse.Namespace):
                                       max_connections=max(1, getattr(args, "parallelism", 8))))
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. Planning builds a few long-lived objects per job
+    and almost no cycles, yet every full collection walks all of them again: at 50,000 jobs
+    that was a quarter of the plan's time. Reference counting still frees everything else."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @dataclass
 class Planned:
     desired: list[DesiredJob]
@@ -50,13 +67,14 @@ def make_plan(args: argparse.Namespace, store, client, desired: list[DesiredJob]
     """Plan from manifests (or the given desired jobs) against state and a fresh refresh.
     The caller holds the state lock."""
     from reconciler.planner import plan
-    from reconciler.refresh import refresh
+    from reconciler.refresh import plan_fields, refresh
 
-    if desired is None:
-        desired = load_desired(args)
-    state = store.load()
-    live = refresh(client, desired, state, parallelism=max(1, args.parallelism))
-    planned = plan(desired, state, live, targets=args.target)
+    with gc_paused():
+        if desired is None:
+            desired = load_desired(args)
+        state = store.load()
+        live = refresh(client, desired, state, parallelism=max(1, args.parallelism), fields=plan_fields())
+        planned = plan(desired, state, live, targets=args.target)
     if not store.exists():
         planned.lineage = None  # no state yet: its lineage is fixed only by the first write
     return Planned(desired, state, live, planned)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 import time
 from pathlib import Path
@@ -179,10 +180,14 @@ def test_deep_nesting_is_refused_without_crashing(tmp_path: Path) -> None:
     start = time.perf_counter()
     found = problems([f, block])
     assert time.perf_counter() - start < 5
-    assert found == [f"{f}:1:{manifest.MAX_DEPTH + 3}: nesting deeper than 64 levels; "
-                     "refusing to read this file any further",
-                     f"{block}:{manifest.MAX_DEPTH + 1}:{2 * manifest.MAX_DEPTH + 1}: nesting "
-                     "deeper than 64 levels; refusing to read this file any further"]
+    message = "nesting deeper than 64 levels; refusing to read this file any further"
+    # Our limit stops at column 67; a libyaml with its own flow-depth limit (1000) stops the
+    # scanner first. Either way the same refusal, on line 1, well before the end.
+    assert re.fullmatch(re.escape(f"{f}:1:") + r"(\d+): " + re.escape(message), found[0])
+    assert int(found[0].split(":")[2]) in (manifest.MAX_DEPTH + 3, 1003)
+    assert found[1] == (f"{block}:{manifest.MAX_DEPTH + 1}:{2 * manifest.MAX_DEPTH + 1}: "
+                        + message)
+    assert len(found) == 2
 
 
 def test_too_many_values_without_aliases(tmp_path: Path) -> None:

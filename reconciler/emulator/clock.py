@@ -50,8 +50,9 @@ class Clock:
 
 def rfc3339(epoch: float) -> str:
     """`2024-10-08T23:20:13.040864Z`: microseconds and a `Z`, as Vertex AI returns them."""
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is the same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ") but quicker; a list
+    # page renders thousands of these.
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_rfc3339(text: str) -> float:

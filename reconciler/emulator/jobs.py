@@ -10,7 +10,7 @@ import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Collection
 
 from reconciler.emulator.clock import rfc3339
 
@@ -67,8 +67,10 @@ class Job:
     def tuning_spec_key(self) -> str:
         return "supervisedTuningSpec" if "supervisedTuningSpec" in self.spec else "preferenceOptimizationSpec"
 
-    def resource(self) -> dict[str, Any]:
-        """The TuningJob as the API returns it, fields in proto order."""
+    def resource(self, wanted: Collection[str] | None = None) -> dict[str, Any]:
+        """The TuningJob as the API returns it, fields in proto order. `wanted` (top-level
+        names from a `fields=` selection) skips deriving the bulky parts nobody asked for;
+        the response is still cut to the selection afterwards."""
         out: dict[str, Any] = {}
         spec = self.spec
         for key in ("baseModel", "preTunedModel", "supervisedTuningSpec", "preferenceOptimizationSpec"):
@@ -91,10 +93,10 @@ class Job:
             out["labels"] = spec["labels"]
         if self.start_time is not None:
             out["experiment"] = self.experiment
-        tuned = self._tuned_model()
+        tuned = self._tuned_model() if wanted is None or "tunedModel" in wanted else None
         if tuned:
             out["tunedModel"] = tuned
-        if self.start_time is not None:
+        if self.start_time is not None and (wanted is None or "tuningDataStats" in wanted):
             out["tuningDataStats"] = self._data_stats()
         for key in ("encryptionSpec", "serviceAccount"):
             if key in spec:

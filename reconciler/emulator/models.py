@@ -377,7 +377,9 @@ class Backend:
             self.tick()
             return self._job(name).resource()
 
-    def list(self, parent: str, filter_text: str = "", page_size: int = 0, page_token: str = "") -> Page:
+    def list(self, parent: str, filter_text: str = "", page_size: int = 0, page_token: str = "",
+             wanted: frozenset[str] | None = None) -> Page:
+        """`wanted`: the top-level job fields a partial response keeps (None: all)."""
         with self.lock:
             self.tick()
             project, location = self._parent_key(parent)
@@ -404,7 +406,7 @@ class Backend:
                 i -= 1
             more = len(found) == size and any(compiled.predicate(candidates[k]) for k in range(i, -1, -1))
             token = self._encode_token(parent_name, filter_text, found[-1].seq) if more and found else None
-            return Page([job.resource() for job in found], token)
+            return Page([job.resource(wanted) for job in found], token)
 
     @staticmethod
     def _encode_token(parent: str, filter_text: str, seq: int) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator
 
 import uvicorn
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -89,6 +89,10 @@ class EmulatorApp:
         self.stats.begin(api_method)
         try:
             response, drop = await self._answer(request, match)
+        except ClientDisconnect:
+            # The caller went away mid-request (a killed client): nobody to answer, no bug.
+            self.stats.end("disconnected")
+            return
         except BaseException:
             self.stats.end("error")
             raise
@@ -139,6 +143,8 @@ class EmulatorApp:
             if exc.http_code == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="https://accounts.google.com/"'
             return Response(responses.error_body(exc), exc.http_code, headers, responses.JSON_TYPE), False
+        except ClientDisconnect:
+            raise
         except Exception:  # a bug: answer like Google would rather than drop the connection
             log.exception("emulator: internal error")
             error = err.Internal("Internal error encountered.")
@@ -194,6 +200,7 @@ async def _list(app: EmulatorApp, ctx: Context) -> Result:
         filter_text=ctx.query.get("filter"),
         page_size=responses.int_param(ctx.query, "pageSize"),
         page_token=ctx.query.get("pageToken"),
+        wanted=_wanted_job_fields(ctx.query),
     )
     body: dict[str, Any] = {}
     if page.jobs:
@@ -201,6 +208,18 @@ async def _list(app: EmulatorApp, ctx: Context) -> Result:
     if page.next_page_token:
         body["nextPageToken"] = page.next_page_token
     return Result(body, f"{PREFIX}ListTuningJobsResponse")
+
+
+def _wanted_job_fields(query: responses.Query) -> frozenset[str] | None:
+    """Top-level job fields a `fields=tuningJobs(...)` selection keeps; None: all of them."""
+    if query.fields is None:
+        return None
+    jobs = query.fields.get("tuningJobs")
+    if jobs is None:
+        return frozenset() if "*" not in query.fields else None
+    if not jobs or "*" in jobs:
+        return None
+    return frozenset(jobs)
 
 
 async def _cancel(app: EmulatorApp, ctx: Context) -> Result:

@@ -1,0 +1,83 @@
+"""Every benchmark runs end to end in its quick mode, checks what it measured, and writes its
+README section, so the scripts cannot rot. (The validate benchmark has its own smoke test.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_quick(script: str, readme: Path) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, f"bench/{script}", "--quick", "--json", "--readme", str(readme)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def readme(tmp_path: Path) -> Path:
+    copy = tmp_path / "README.md"
+    shutil.copy(ROOT / "bench" / "README.md", copy)
+    return copy
+
+
+def section(readme: Path, name: str) -> str:
+    text = readme.read_text()
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    return text[text.index(start) + len(start):text.index(end)]
+
+
+def test_refresh_plan_bench(readme: Path) -> None:
+    f = run_quick("refresh_plan_bench.py", readme)
+    assert f["correct"] and f["jobs"] == 300 and f["plan_exit"] == 0
+    assert f["plan_summary"] == f["plan_summary_expected"] == "Plan: 1 to create, 3 to replace, 0 to cancel, 0 to rebase."
+    assert f["plan_requests"] == {"list": 1}  # 300 jobs fit one 1,000-job page
+    assert f["refresh_requests"] == {"list": 1} and f["refresh_jobs_listed"] == 300
+    assert f["naive_requests"] == {"get": 300} and f["naive_jobs_found"] == 300
+    assert f["goals_met"]["requests"] and f["goals_met"]["rss"]
+    # One list of 300 beats 300 GETs at parallelism 10 with 20 ms each even at this size.
+    assert f["naive_refresh_seconds"] > f["refresh_seconds"]
+    written = section(readme, "refresh-plan")
+    assert "300 managed jobs" in written and f"{f['plan_seconds']:.2f} s" in written
+
+
+def test_scaling_bench(readme: Path) -> None:
+    f = run_quick("scaling_bench.py", readme)
+    assert [r["jobs"] for r in f["rows"]] == [50, 200, 800]
+    assert all(r["requests"] == 1 and r["plan_seconds"] > 0 for r in f["rows"])
+    assert isinstance(f["slope_loglog_all"], float) and len(f["marginal_us_per_job"]) == 2
+    assert "| 800 |" in section(readme, "scaling")
+
+
+def test_apply_bench(readme: Path) -> None:
+    f = run_quick("apply_bench.py", readme)
+    assert f["correct"]
+    for run, n in (("serial", 60), ("parallel", 60), ("large", 240)):
+        assert f[run]["exit"] == 0 and f[run]["requests"]["create"] == n
+        assert f[run]["bytes_per_job"] > 200  # the journal really was written, per action
+    assert all(a["duplicates"] == 0 and a["state_matches_jobs"] for a in f["audits"].values())
+    assert f["audits"]["big"]["jobs_existing"] == 240
+    assert f["faults_audit"] == {"jobs_existing": 20, "keys_with_a_job": 20, "duplicates": 0,
+                                 "state_entries": 20, "state_matches_jobs": True}
+    assert f["faults_replan"] == "No changes."
+    assert sum(f["faults_run"]["faults"].values()) > 0  # faults were injected
+    assert f["goals_met"]["bytes_linear"]
+    assert "| 240 | 16 |" in section(readme, "apply")
+
+
+def test_emulator_bench(readme: Path) -> None:
+    f = run_quick("emulator_bench.py", readme)
+    assert f["correct"]
+    assert set(f["results"]) == {"get", "list (default page, 50 jobs)", "list (1,000 jobs, plan fields)"}
+    for r in f["results"].values():
+        assert r["requests"] > 0 and r["errors"] == 0 and r["server_cpu_ms_per_request"] > 0
+    assert f["get_capacity_per_second"] > 0
+    assert "requests/s" in section(readme, "emulator")
