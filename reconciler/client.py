@@ -401,9 +401,7 @@ class TuningClient:
 
     def get_job(self, name: str) -> dict:
         _check(_JOB, name, "tuning job name")
-        # TODO(lead): require `state` here too once tests/test_auth.py's fake job carries one.
-        return check_tuning_job(self._call("get", "GET", name, name), f"malformed answer to GET {name}: job",
-                                require_state=False)
+        return check_tuning_job(self._call("get", "GET", name, name), f"malformed answer to GET {name}: job")
 
     def create_job(self, parent: str, body: dict, request_id: str) -> dict:
         """Create a job labelled `reconciler-request: request_id`, exactly once.

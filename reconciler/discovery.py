@@ -33,8 +33,12 @@ TUNING_JOB_SCHEMA = ROOT_SCHEMAS[0]
 
 
 def schemas_dir() -> Path:
-    """`schemas/` next to the package: works from a checkout and an editable install."""
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """`schemas/` beside the package in a checkout or editable install; in a wheel the same
+    files ship inside the package as `reconciler/schemas/` (see pyproject.toml)."""
+    checkout = Path(__file__).resolve().parent.parent / "schemas"
+    if checkout.is_dir():
+        return checkout
+    return Path(__file__).resolve().parent / "schemas"
 
 
 def snapshot_path() -> Path:

@@ -56,6 +56,12 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _redacted(url: str) -> str:
+    """`url` safe to print: user info (`user:password@`) and query strings (`?key=...`) hidden."""
+    url = re.sub(r"^([^:/?#]*://)[^/?#]*@", r"\1***@", url)
+    return re.sub(r"[?#].*$", "?***", url, flags=re.S)
+
+
 def normalize_endpoint(url: str) -> str:
     """Check an endpoint override and return it as ``scheme://host[:port]``.
 
@@ -63,6 +69,7 @@ def normalize_endpoint(url: str) -> str:
     http to a host that is not loopback.
     """
     raw = url.strip()
+    url = _redacted(raw)  # what error messages show
     if "://" not in raw:
         raise ConfigError(
             f"invalid endpoint {url!r}: expected a URL such as https://us-central1-aiplatform.googleapis.com "

@@ -64,9 +64,11 @@ def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> LiveJ
         own_request = bool(entry and entry.request_id and job.request_label == entry.request_id)
         if job.state in ("JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING") and not own_request:
             continue  # a job cancelled on purpose (by us or by hand) is history, not a lost create
-        if entry and entry.job_name:
+        if entry and entry.job_name and not own_request:
             current = live.job(entry.job_name)
-            # Only a job newer than the recorded one can be a create that was not recorded.
+            # Only a job newer than the recorded one can be a create that was not recorded. A job
+            # carrying our own pending request id is ours whatever its createTime says (clocks
+            # tie or skew): skipping it would create, and bill, the job a second time.
             if current is not None and job.create_time <= current.create_time:
                 continue
         return job

@@ -27,6 +27,7 @@ from typing import Any
 
 from reconciler import schema_overlay
 from reconciler.discovery import TUNING_JOB_SCHEMA, schemas_dir
+from reconciler.drift import CATEGORIES as DRIFT_CATEGORIES
 from reconciler.errors import ConfigError
 from reconciler.model import API_VERSION, KEY_PATTERN, KIND, Lifecycle
 
@@ -55,6 +56,8 @@ FORMATS: dict[tuple[str, str], dict[str, Any]] = {
     ("string", "byte"): {"type": "string", "contentEncoding": "base64",
                          "pattern": r"^[A-Za-z0-9+/_-]*={0,2}$"},
 }
+# `labels.team`, `supervisedTuningSpec.hyperParameters.epochCount`, `x.items[0]`
+_FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+|\[[0-9]+\])*$"
 _MUTUALLY_EXCLUSIVE = re.compile(r"mutually exclusive with ([^.]*)", re.IGNORECASE)
 _BACKTICKED = re.compile(r"`([A-Za-z0-9_]+)`")
 
@@ -193,9 +196,23 @@ def _lifecycle_schema() -> dict[str, Any]:
                               "description": "Make the plan fail instead of cancelling this job."},
             "ignoreDrift": {"type": "array", "uniqueItems": True,
                             "default": list(default.ignore_drift),
-                            "items": {"type": "string", "minLength": 1},
-                            "description": "Spec field paths (e.g. `labels.team`) whose drift "
-                                           "is not reported."},
+                            "items": {"anyOf": [
+                                {"enum": list(DRIFT_CATEGORIES),
+                                 "description": "A drift category: its items are counted as "
+                                                "ignored in `reconciler drift`, not reported."},
+                                {"type": "string", "pattern": _FIELD_PATH,
+                                 "description": "A spec field path (e.g. `labels.team`): "
+                                                "pending changes only in fields under it "
+                                                "are ignored."}],
+                                      "x-messages": {"anyOf": (
+                                          "`{instance}` in `lifecycle.ignoreDrift` is neither a "
+                                          "drift category ("
+                                          + ", ".join(f"`{c}`" for c in DRIFT_CATEGORIES)
+                                          + ") nor a spec field path such as `labels.team`")}},
+                            "description": "Drift that `reconciler drift` counts as ignored "
+                                           "for this job: categories ("
+                                           + ", ".join(f"`{c}`" for c in DRIFT_CATEGORIES)
+                                           + ") or spec field paths."},
         },
     }
 

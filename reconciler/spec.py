@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable
 
+from reconciler.discovery import snapshot_path
 from reconciler.model import RESERVED_LABELS
 
 TUNING_JOB_SCHEMA = "GoogleCloudAiplatformV1TuningJob"
-SNAPSHOT = Path(__file__).resolve().parent.parent / "schemas" / "discovery" / "aiplatform.v1.tuning.json"
+SNAPSHOT = snapshot_path()
 
 
 @lru_cache(maxsize=1)

@@ -231,7 +231,7 @@ def test_rejected_token_is_refreshed_once(monkeypatch, tmp_path, private_key_pem
 
     def api_respond(handler: BaseHTTPRequestHandler) -> tuple[int, dict]:
         if handler.headers.get("authorization") == "Bearer tok-2":
-            return 200, {"name": JOB}
+            return 200, {"name": JOB, "state": "JOB_STATE_RUNNING"}
         return 401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
                                "status": "UNAUTHENTICATED"}}
 
@@ -239,7 +239,7 @@ def test_rejected_token_is_refreshed_once(monkeypatch, tmp_path, private_key_pem
     servers.extend([tokens, api])
     use_adc(monkeypatch, write_adc_file(tmp_path, private_key_pem, f"{tokens.url}/token"))
     with TuningClient(ClientOptions(endpoint=api.url), credentials=GoogleCredentials()) as client:
-        assert client.get_job(JOB) == {"name": JOB}
+        assert client.get_job(JOB) == {"name": JOB, "state": "JOB_STATE_RUNNING"}
         assert client.request_counts == {"get": 2}
     assert len(tokens.requests) == 2
 

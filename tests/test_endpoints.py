@@ -105,6 +105,15 @@ def test_normalize_rejects(url: str, why: str) -> None:
         normalize_endpoint(url)
 
 
+@pytest.mark.parametrize("url", ["https://user:s3cr3t-pw@example.com", "http://:s3cr3t-pw@10.0.0.1:x",
+                                 "https://example.com/v1?key=s3cr3t-pw", "ftp://u:s3cr3t-pw@h#frag"])
+def test_errors_never_echo_credentials_from_the_url(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        normalize_endpoint(url)
+    assert "s3cr3t-pw" not in str(info.value)
+    assert "invalid endpoint" in str(info.value) or "refusing" in str(info.value)
+
+
 def test_override_precedence_cli_then_env() -> None:
     env = {ENV_ENDPOINT: "http://127.0.0.1:1111"}
     assert endpoint_override("http://127.0.0.1:2222", env) == "http://127.0.0.1:2222"

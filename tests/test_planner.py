@@ -213,6 +213,16 @@ def test_replacement_created_but_not_recorded_is_adopted_and_history_is_not():
     assert c.action is Action.NOOP
 
 
+@pytest.mark.parametrize("created", ["2026-01-01T00:00:01Z", "2026-01-01T00:00:00Z"])
+def test_replacement_with_our_request_id_is_adopted_even_if_not_newer(created):
+    # Equal createTimes (a coarse clock) or a skewed server clock must not hide our own
+    # unrecorded create: planning CREATE again would start, and bill, a second job.
+    old = job(1, state="JOB_STATE_CANCELLED", created="2026-01-01T00:00:01Z")
+    new = job(2, request="req-2", created=created)
+    c, _ = one([desired()], state_of(entry(old, request_id="req-2")), live_of(old, new))
+    assert (c.action, c.reason, c.job.name) == (Action.ADOPT, Reason.UNRECORDED_CREATE, new.name)
+
+
 def test_cancelled_unknown_job_is_not_adopted():
     j = job(3, state="JOB_STATE_CANCELLED")
     c, _ = one([desired()], State(), live_of(j))

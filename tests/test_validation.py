@@ -176,6 +176,16 @@ def test_metadata_and_lifecycle() -> None:
         "`onBaseModelChange`, `onFailure`, `onSpecChange`, `preventCancel`"]
 
 
+def test_ignore_drift_takes_categories_or_field_paths() -> None:
+    spec = "baseModel: gemini-2.5-flash\n" + SFT
+    ok = "lifecycle:\n  ignoreDrift: [out-of-band, labels.team, supervisedTuningSpec.hyperParameters]\n"
+    assert check(spec, ok) == []
+    found = check(spec, "lifecycle:\n  ignoreDrift: [out-of-band, 'not a path!']\n")
+    assert found == ["12:30: `not a path!` in `lifecycle.ignoreDrift` is neither a drift category "
+                     "(`pending-change`, `out-of-band`, `orphan`, `unmanaged`) nor a spec field "
+                     "path such as `labels.team`"]
+
+
 def test_problem_str_and_dotted() -> None:
     assert str(Problem("f.yaml", 3, 5, "spec", "bad")) == "f.yaml:3:5: bad"
     assert str(Problem("dir", 0, 0, "", "empty")) == "dir: empty"

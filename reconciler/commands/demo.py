@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.errors import ReconcilerError
     from reconciler.render import use_color
 
+    if not EXAMPLES.is_dir():
+        raise ReconcilerError(f"the demo runs from a source checkout: {EXAMPLES} not found "
+                              "(clone the repository and run `make demo`)")
     color = use_color(sys.stdout, args.no_color)
     work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     shutil.copytree(EXAMPLES, work / "manifests")

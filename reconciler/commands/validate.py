@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from reconciler.cli import add_target_options
+from reconciler.render import clean
 
 if TYPE_CHECKING:
     from reconciler.manifest import CheckResult
@@ -51,10 +52,16 @@ def _escape_property(text: str) -> str:
 
 
 def github_annotation(problem: Problem) -> str:
-    props = [f"file={_escape_property(problem.file)}"]
+    # Messages quote manifest values: strip terminal escapes, encode newlines (no injected commands).
+    props = [f"file={_escape_property(clean(problem.file))}"]
     if problem.line > 0:
         props += [f"line={problem.line}", f"col={problem.column}"]
-    return f"::error {','.join(props)}::{_escape_data(problem.message)}"
+    return f"::error {','.join(props)}::{_escape_data(clean(problem.message))}"
+
+
+def text_line(problem: Problem) -> str:
+    """One problem on one line, whatever the manifest values it quotes contain."""
+    return clean(str(problem)).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def render(result: CheckResult, fmt: str, out: TextIO) -> None:
@@ -73,7 +80,7 @@ def render(result: CheckResult, fmt: str, out: TextIO) -> None:
         out.write(json.dumps(doc, indent=2) + "\n")
         return
     for problem in result.problems:
-        out.write((github_annotation(problem) if fmt == "github" else str(problem)) + "\n")
+        out.write((github_annotation(problem) if fmt == "github" else text_line(problem)) + "\n")
     out.write(summary(result) + "\n")
 
 

@@ -13,12 +13,12 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from reconciler.discovery import snapshot_path
 from reconciler.emulator.exceptions import bad_payload
 
-SNAPSHOT = Path(__file__).resolve().parents[2] / "schemas" / "discovery" / "aiplatform.v1.tuning.json"
+SNAPSHOT = snapshot_path()
 PREFIX = "GoogleCloudAiplatformV1"
 
 _INT64_FORMATS = frozenset({"int64", "uint64"})

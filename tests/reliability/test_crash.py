@@ -64,8 +64,7 @@ def _kill_at_random(proc, rng: random.Random, emulator, new_jobs: int) -> str:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_or_duplicates_a_job(emulator_factory, env_for, capsys, tmp_path,
                                                                    caplog):
-    # A real clock (jobs take an hour): createTimes then differ as on the real service. Under
-    # the virtual clock they are equal, which trips the planner bug the xfail test below pins.
+    # A real clock (jobs take an hour): createTimes then differ as on the real service.
     emulator = emulator_factory(virtual_clock=False, job_duration=3600, latency_ms=15, seed=11)
     env_for(emulator)
     env = subprocess_env(emulator.url, emulator.token)
@@ -162,9 +161,6 @@ def test_kill_between_create_and_record_is_adopted_not_recreated(emulator_factor
     assert json.loads(state.read_text())["entries"]["adopt-p/us-central1/only"]["job_name"] == job.name
 
 
-@pytest.mark.xfail(strict=True, reason="bug in reconciler/planner.py _untracked(): a job carrying the recorded "
-                   "request id is skipped when its createTime is not later than the old job's (equal under the "
-                   "emulator's virtual clock, or with server clock skew), so the replace runs again")
 def test_kill_between_replace_create_and_record_is_adopted(emulator_factory, env_for, capsys, tmp_path):
     """As above, inside a replace: the old job is cancelled, the new one commits, the process dies."""
     emulator = emulator_factory(virtual_clock=True)
