@@ -10,7 +10,7 @@ from dataclasses import replace
 from reconciler.live import LiveJob
 from reconciler.model import ACTIVE_STATES
 from reconciler.refresh import list_managed
-from reconciler.render import clean
+from reconciler.render import clean, key_labels
 
 
 def follow(client, store, entries: dict, addresses: list[str], say: Callable[[str], None],
@@ -18,6 +18,7 @@ def follow(client, store, entries: dict, addresses: list[str], say: Callable[[st
            sleep: Callable[[float], None] = time.sleep) -> dict[str, LiveJob]:
     """Poll until every job of `addresses` has finished; returns the final job per address."""
     pending = {a: entries[a] for a in addresses if a in entries and entries[a].job_name}
+    labels = key_labels((a, e.key, e.location) for a, e in pending.items())
     final: dict[str, LiveJob] = {}
     started = time.monotonic()
     while pending:
@@ -33,7 +34,7 @@ def follow(client, store, entries: dict, addresses: list[str], say: Callable[[st
             if job.state not in ACTIVE_STATES:
                 final[address] = job
                 del pending[address]
-                say(f"{clean(entry.key)}: {job.short_state}{_result(job)}")
+                say(f"{labels[address]}: {job.short_state}{_result(job)}")
             else:
                 counts[job.short_state] = counts.get(job.short_state, 0) + 1
         if not pending:

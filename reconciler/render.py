@@ -6,6 +6,8 @@ import json
 import os
 import re
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from reconciler.actions import Action, Reason
@@ -33,6 +35,15 @@ COLORS = {
 def clean(text: Any) -> str:
     """Printable form of a value from a manifest or the API (no escape sequences)."""
     return _CONTROL.sub("?", str(text))
+
+
+def key_labels(items: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """Display label per address for (address, key, location) items: the key, or `key (location)`
+    when the same key is in several locations, so progress lines stay unambiguous."""
+    items = list(items)
+    counts = Counter(key for _, key, _ in items)
+    return {address: clean(key if counts[key] == 1 else f"{key} ({location})")
+            for address, key, location in items}
 
 
 def use_color(stream: TextIO, no_color: bool = False) -> bool:

@@ -1,7 +1,7 @@
 from reconciler.actions import Action, Reason
 from reconciler.differ import ABSENT, FieldChange
 from reconciler.plans import Change, JobRef, Plan, PlanProblem
-from reconciler.render import Style, clean, render_plan
+from reconciler.render import Style, clean, key_labels, render_plan
 
 
 def change(action: Action, key: str = "k", **kw) -> Change:
@@ -41,3 +41,10 @@ def test_colour_only_when_enabled_and_keys_are_cleaned():
 
 def test_no_changes():
     assert render_plan(Plan(changes=[change(Action.NOOP, reason=Reason.UNCHANGED)]), Style(False)) == "No changes.\n"
+
+
+def test_key_labels_add_the_location_only_where_a_key_repeats():
+    labels = key_labels([("p/us-central1/faq", "faq", "us-central1"), ("p/europe-west4/faq", "faq", "europe-west4"),
+                         ("p/us-central1/solo", "solo", "us-central1"), ("p/us-central1/x", "x\x1b[2J", "us-central1")])
+    assert labels == {"p/us-central1/faq": "faq (us-central1)", "p/europe-west4/faq": "faq (europe-west4)",
+                      "p/us-central1/solo": "solo", "p/us-central1/x": "x?[2J"}
