@@ -38,3 +38,4 @@ class Reason(str, Enum):
     KEY_REMOVED_ACTIVE = "key-removed-active"
     KEY_REMOVED_FINISHED = "key-removed-finished"
     KEY_REMOVED_GONE = "key-removed-gone"
+    KEY_MOVED = "key-moved"  # the old address's job is now tracked under a new address

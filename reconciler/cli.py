@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import re
 import sys
 
@@ -61,6 +62,23 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
                         "(else $RECONCILER_ENDPOINT, else the regional Google endpoint)")
 
 
+def _number(kind: type, low: float, strict: bool):
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'greater than' if strict else 'at least'} {low:g}")
+        return value
+    return parse
+
+
+positive_int = _number(int, 0, strict=True)
+positive_float = _number(float, 0.0, strict=True)
+non_negative_float = _number(float, 0.0, strict=False)
+
+
 WORKSPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -76,13 +94,18 @@ def add_state_option(parser: argparse.ArgumentParser) -> None:
                        help="state file (default: %(default)s)")
     group.add_argument("--workspace", dest="state", type=_workspace, metavar="NAME",
                        help="use the state file state/NAME.json")
-    parser.add_argument("--lock-timeout", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--lock-timeout", type=non_negative_float, default=0.0, metavar="SECONDS",
                         help="wait this long for the state lock (default: fail at once)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "paths") and not any(a.startswith("-") for a in extra):
+        # argparse stops filling `PATH...` at the first option: `import KEY JOB --state X manifests/`.
+        args.paths = [*(args.paths or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
@@ -97,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted.", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return 1
+    except OSError as exc:  # a path the user gave: unwritable, missing, a directory ...
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
 
 

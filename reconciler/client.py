@@ -452,13 +452,61 @@ class TuningClient:
 
     # ---- operations
 
+    # Every call under `.../tuningJobs/{id}/operations` (operations.get, list, cancel, delete,
+    # wait). All are idempotent and retried on transient failures like get/list; a delete whose
+    # answer was lost is settled by looking the operation up before it is sent again.
+
     def get_operation(self, name: str) -> dict:
+        """operations.get: the Operation (`done`, `metadata`, then `response` or `error`)."""
         _check(_OPERATION, name, "operation name")
         return self._call("get_operation", "GET", name, name)
 
-    def list_operations(self, job_name: str) -> Iterator[dict]:
+    def list_operations(self, job_name: str, page_size: int | None = None) -> Iterator[dict]:
+        """operations.list: every operation of a job, fetched lazily page by page."""
         _check(_JOB, job_name, "tuning job name")
-        return self._paginate("list_operations", job_name, f"{job_name}/operations", {}, "operations")
+        params: dict[str, str] = {}
+        if page_size is not None:
+            if page_size < 1:
+                raise ValueError("page_size must be positive")
+            params["pageSize"] = str(page_size)
+        return self._paginate("list_operations", job_name, f"{job_name}/operations", params, "operations")
+
+    def cancel_operation(self, name: str) -> None:
+        """operations.cancel: ask the server to stop the operation (a no-op once it is done).
+        The operation then finishes with error code 1 (CANCELLED); it is not deleted."""
+        _check(_OPERATION, name, "operation name")
+        self._call("cancel_operation", "POST", name, f"{name}:cancel")  # no request body (discovery)
+
+    def delete_operation(self, name: str) -> None:
+        """operations.delete: forget the operation (the job it belongs to is untouched).
+
+        If an attempt may have been carried out without an answer (connection lost, 5xx), the
+        operation is looked up first: already gone means that attempt deleted it."""
+        _check(_OPERATION, name, "operation name")
+
+        def deleted(budget: RetryBudget) -> dict | None:
+            try:
+                self._call("get_operation", "GET", name, name, budget=budget)
+            except NotFoundError:
+                return {}
+            return None
+
+        self._call("delete_operation", "DELETE", name, name, recover=deleted)
+
+    def wait_operation_once(self, name: str, timeout: float | None = None) -> dict:
+        """operations.wait (`POST {name}:wait`): one call that the server holds until the
+        operation is done or `timeout` seconds pass; returns the Operation, done or not (its
+        `error` is not raised: see `wait_operation` for that).
+
+        The timeout sent is at most 3/4 of the per-request HTTP timeout (and that much when
+        None), so the server answers before our read gives up; loop for longer waits."""
+        _check(_OPERATION, name, "operation name")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError("timeout must not be negative")
+        limit = self._options.timeout * 0.75
+        seconds = limit if timeout is None else min(timeout, limit)
+        params = {"timeout": (f"{seconds:.3f}".rstrip("0").rstrip(".") or "0") + "s"}  # a Duration: "2.5s"
+        return self._call("wait_operation", "POST", name, f"{name}:wait", params=params)
 
     def wait_operation(self, name: str, timeout: float = 600, poll_interval: float = 1.0) -> dict:
         """Poll until the operation is done; return it, or raise its error as an ApiError."""

@@ -84,7 +84,10 @@ def diff_spec(desired_spec: dict, live_job: dict) -> list[FieldChange]:
     # most runs never get this far (equal specs, or the spec-hash label matches).
     from deepdiff import DeepDiff
 
-    tree = DeepDiff(live, desired, view="tree", ignore_order=False)
+    # threshold_to_diff_deeper=0: always compare objects key by key. DeepDiff's default (0.33)
+    # reports an object sharing few keys as replaced whole, so one hyperparameter set against
+    # three the server filled in would look like a change of all four.
+    tree = DeepDiff(live, desired, view="tree", ignore_order=False, threshold_to_diff_deeper=0)
     changes: list[FieldChange] = []
     for kind, items in tree.items():
         for item in items:

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from reconciler.actions import Reason
+from reconciler.actions import Action, Reason
 from reconciler.differ import FieldChange
-from reconciler.live import LiveJob, LiveView
+from reconciler.live import LiveJob, LiveView, labels_changed
 from reconciler.model import ACTIVE_STATES, DesiredJob, SourcePos
 from reconciler.plans import Change, Plan
 from reconciler.state import State
@@ -40,7 +40,7 @@ CATEGORIES: tuple[str, ...] = (PENDING, OUT_OF_BAND, ORPHAN, UNMANAGED)
 
 # Kinds per category; the order is the importance used when a report must be shortened.
 KINDS: dict[str, tuple[str, ...]] = {
-    OUT_OF_BAND: ("gone", "labels-changed", "failed", "expired", "cancelled"),
+    OUT_OF_BAND: ("stray", "gone", "labels-changed", "failed", "expired", "cancelled"),
     PENDING: ("blocked", "replace", "cancel", "create", "rebase", "adopt", "forget", "waiting"),
     ORPHAN: ("blocked", "cancel", "forget"),
     UNMANAGED: ("unmanaged",),
@@ -218,7 +218,7 @@ def _out_of_band_items(state: State, live: LiveView, wanted: dict[str, DesiredJo
                                        state=entry.job_state, **base))
             continue
         base["state"] = job.state
-        if job.key != entry.key:
+        if labels_changed(job, entry.key, entry.imported):
             found = (f"reconciler-key={job.key}" if job.key else
                      "managed-by label missing" if not job.managed else "reconciler-key missing")
             items.append(DriftItem(kind="labels-changed",
@@ -230,6 +230,27 @@ def _out_of_band_items(state: State, live: LiveView, wanted: dict[str, DesiredJo
             why = f": {job.error_message}" if job.error_message and kind != "cancelled" else ""
             items.append(DriftItem(kind=kind, detail=f"{before} -> {job.short_state} since the last apply{when}{why}",
                                    **base))
+    return items
+
+
+def _stray_items(state: State, live: LiveView, plan: Plan) -> list[DriftItem]:
+    """Active jobs carrying our labels that no state entry tracks and the plan will not adopt:
+    billed, but nothing would ever cancel or report them (a duplicate made by hand or by a
+    lost create, a cancel that did not take, a key whose state entry was removed)."""
+    tracked = {e.job_name for e in state.entries.values() if e.job_name}
+    tracked |= {c.job.name for c in plan.changes if c.action is Action.ADOPT and c.job is not None}
+    items: list[DriftItem] = []
+    for (project, location), jobs in sorted(live.listed.items()):
+        for job in jobs:
+            if (job.key is None or job.state not in ACTIVE_STATES or job.state == "JOB_STATE_CANCELLING"
+                    or job.name in tracked):
+                continue
+            tracked.add(job.name)  # once, if two spellings of a project listed it twice
+            items.append(DriftItem(
+                category=OUT_OF_BAND, kind="stray", address=f"{project}/{location}/{job.key}", project=project,
+                location=location, key=job.key, job=job.name, state=job.state, create_time=job.create_time or None,
+                detail=f"{job.short_state} job labelled for this key that state does not track: billed but "
+                       "unmanaged; cancel it, or track it with `reconciler state rm` + `reconciler import`"))
     return items
 
 
@@ -373,7 +394,8 @@ def build_report(
     chosen = set(targets) if targets is not None else None
     wanted = {d.address: d for d in desired}
     items = _change_items(plan, wanted)
-    items += [i for i in _out_of_band_items(state, live, wanted) if _targeted(i.address, chosen)]
+    items += [i for i in _out_of_band_items(state, live, wanted) + _stray_items(state, live, plan)
+              if _targeted(i.address, chosen)]
     if unmanaged is not None and chosen is None:  # unmanaged jobs have no key to target
         items += _unmanaged_items(unmanaged)
     items = _apply_ignores(items, wanted, rules)

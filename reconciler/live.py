@@ -55,6 +55,12 @@ class LiveJob:
         return self.state.removeprefix("JOB_STATE_")
 
 
+def labels_changed(job: LiveJob, key: str, imported: bool = False) -> bool:
+    """Whether `job`'s identity labels no longer say it belongs to `key`. A job brought in by
+    `import` may never have had them; labelled for another key, it has still changed."""
+    return job.key != key and not (imported and job.key is None)
+
+
 @dataclass
 class LiveView:
     """Managed jobs listed per (project, location), plus `get`s for state jobs the list missed.

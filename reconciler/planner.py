@@ -7,6 +7,7 @@ between replace / wait / fail, report / recreate, retune / rebase, and whether c
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from reconciler.actions import Action, Reason
 from reconciler.differ import FieldChange, diff_spec, only_base_model_changed
@@ -31,9 +32,6 @@ def plan(
     """
     wanted = {d.address: d for d in desired}
     addresses = sorted(set(wanted) | set(state.entries))
-    if targets is not None:
-        chosen = set(targets)
-        addresses = [a for a in addresses if a in chosen or a.rsplit("/", 1)[-1] in chosen]
     changes: list[Change] = []
     problems: list[PlanProblem] = []
     for address in addresses:
@@ -45,7 +43,48 @@ def plan(
         changes.append(change)
         if problem:
             problems.append(PlanProblem(address, problem))
+    # Every key is planned, targeted or not, so that a targeted change can see a job claimed elsewhere.
+    changes, problems = _one_address_per_job(changes, problems, wanted, state)
+    if targets is not None:
+        chosen = set(targets)
+        changes = [c for c in changes if c.address in chosen or c.key in chosen]
+        kept = {c.address for c in changes}
+        problems = [p for p in problems if p.address in kept]
     return Plan(changes=changes, problems=problems, lineage=state.lineage, serial=state.serial)
+
+
+def _one_address_per_job(changes: list[Change], problems: list[PlanProblem], wanted: dict[str, DesiredJob],
+                         state: State) -> tuple[list[Change], list[PlanProblem]]:
+    """No live job may be acted on from two addresses. A project named by id in one place and by
+    number in another (Vertex names jobs by number) makes two addresses for one job: left alone,
+    the new address would adopt the job while the old one cancelled it."""
+    claims: dict[str, list[Change]] = {}
+    for c in changes:
+        if c.job is not None and c.address in wanted:
+            claims.setdefault(c.job.name, []).append(c)
+    problems = list(problems)
+    blocked = {p.address for p in problems}
+    tracked = {e.job_name: a for a, e in state.entries.items() if e.job_name}
+    for name, claimants in claims.items():
+        for extra in claimants[1:]:
+            if extra.address not in blocked:
+                problems.append(PlanProblem(extra.address, (
+                    f"job {name} is also claimed by {claimants[0].address}: two manifests name one job "
+                    "(a project given by id in one and by number in the other?); keep one of them")))
+                blocked.add(extra.address)
+    out: list[Change] = []
+    for c in changes:
+        claimant = claims.get(c.job.name, [None])[0] if c.job is not None else None
+        if c.address not in wanted and claimant is not None and claimant.address != c.address:
+            # The key moved: stop tracking it here, never cancel the job the new address keeps.
+            out.append(replace(c, action=Action.FORGET, reason=Reason.KEY_MOVED,
+                               detail=f"its job {c.job.name} is now tracked as {claimant.address}"))
+            problems = [p for p in problems if p.address != c.address]
+        elif claimant is c and c.action is Action.ADOPT and tracked.get(c.job.name, c.address) != c.address:
+            out.append(replace(c, detail=f"job tracked as {tracked[c.job.name]} until now: moving it here"))
+        else:
+            out.append(c)
+    return out, problems
 
 
 def _base(d: DesiredJob, normalized: dict) -> dict:
@@ -53,9 +92,10 @@ def _base(d: DesiredJob, normalized: dict) -> dict:
                 lifecycle=d.lifecycle, spec_hash=normalized_hash(normalized))
 
 
-def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> LiveJob | None:
+def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView,
+               passed_over: frozenset[str] = frozenset()) -> LiveJob | None:
     """The newest labelled job for this key that state has never recorded (a lost create)."""
-    known = set(entry.history) if entry else set()
+    known = set(entry.history) | passed_over if entry else set(passed_over)
     if entry and entry.job_name:
         known.add(entry.job_name)
     for job in live.jobs_for_key(d.project, d.location, d.key):
@@ -75,13 +115,36 @@ def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> LiveJ
     return None
 
 
-def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> tuple[Change, str | None]:
+def _other_active(d: DesiredJob, entry: StateEntry, live: LiveView) -> list[LiveJob]:
+    """Active labelled jobs for the key besides the tracked one: not history, not our own
+    pending create (a replace whose new job was not yet recorded), not already being cancelled."""
+    known = {entry.job_name, *entry.history}
+    return [j for j in live.jobs_for_key(d.project, d.location, d.key)
+            if j.name not in known and j.state in ACTIVE_STATES and j.state != "JOB_STATE_CANCELLING"
+            and not (entry.request_id and j.request_label == entry.request_id)]
+
+
+def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
+                  passed_over: frozenset[str] = frozenset()) -> tuple[Change, str | None]:
     after = normalize_spec(d.spec)
     base = _base(d, after)
 
-    lost = _untracked(d, entry, live)
+    current = live.job(entry.job_name) if entry is not None and entry.job_name else None
+    if current is not None and current.state in ACTIVE_STATES and not passed_over:
+        # Two active jobs for one key are billed twice. Which to keep is the user's call: adopting
+        # one would leave the other running, untracked and unreported.
+        strays = _other_active(d, entry, live)  # type: ignore[arg-type]
+        if strays:
+            change, other = _plan_desired(d, entry, live, frozenset(j.name for j in strays))
+            names = ", ".join(f"{j.name} ({j.short_state})" for j in strays)
+            return change, (f"{other}; " if other else "") + (
+                f"another active job carries this key's labels besides the tracked {current.name} "
+                f"({current.short_state}): {names}; both are billed; cancel the one you do not want (to track "
+                f"the other instead: `reconciler state rm {d.key}`, then `reconciler import {d.key} JOB`)")
+    lost = _untracked(d, entry, live, passed_over)
+    recorded = bool(lost is not None and entry is not None and entry.request_id
+                    and lost.request_label == entry.request_id)
     if lost is not None:
-        recorded = entry is not None and entry.request_id and lost.request_label == entry.request_id
         reason = Reason.UNRECORDED_CREATE if recorded else Reason.UNTRACKED_JOB
         detail = ("create finished but was not recorded: adopting" if recorded
                   else "labelled job found that state does not know: adopting")

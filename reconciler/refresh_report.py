@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TextIO
 
-from reconciler.live import LiveView
+from reconciler.live import LiveView, labels_changed
 from reconciler.render import clean
 from reconciler.state import State
 
@@ -34,7 +34,7 @@ def outside_changes(state: State, live: LiveView) -> list[OutsideChange]:
             if live.gone(entry.job_name):
                 found.append(OutsideChange(address, entry.key, entry.job_name, "gone", "job no longer exists"))
             continue
-        if job.key != entry.key:
+        if labels_changed(job, entry.key, entry.imported):
             found.append(OutsideChange(address, entry.key, job.name, "labels-changed",
                                        "identity labels were changed or removed"))
         if job.state != entry.job_state:

@@ -34,6 +34,8 @@ class StateEntry:
     history: list[str] = field(default_factory=list)  # earlier job names, oldest first
     # lifecycle.preventCancel at the last apply: still honoured once the key leaves the manifests
     prevent_cancel: bool = False
+    # The job was made outside the tool and brought in by `import`: it may lack our labels.
+    imported: bool = False
 
     @property
     def address(self) -> str:
@@ -77,7 +79,10 @@ def apply_change(state: State, address: str, entry: StateEntry | None) -> None:
 
 
 def entry_to_dict(entry: StateEntry) -> dict[str, Any]:
-    return asdict(entry)
+    data = asdict(entry)
+    if not entry.imported:
+        del data["imported"]  # written only when set, so older state readers are not tripped
+    return data
 
 
 def entry_from_dict(data: Any, where: str) -> StateEntry:
@@ -103,15 +108,16 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
     for i, name in enumerate(history):
         if not isinstance(name, str):
             raise StateError(f"{where}.history[{i}]: expected a string, got {_kind(name)}")
-    prevent_cancel = data.get("prevent_cancel", False)
-    if not isinstance(prevent_cancel, bool):
-        raise StateError(f"{where}.prevent_cancel: expected true or false, got {_kind(prevent_cancel)}")
+    flags = {name: data.get(name, False) for name in ("prevent_cancel", "imported")}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise StateError(f"{where}.{name}: expected true or false, got {_kind(value)}")
     return StateEntry(
         key=data["key"],
         project=data["project"],
         location=data["location"],
         history=list(history),
-        prevent_cancel=prevent_cancel,
+        **flags,
         **{name: data.get(name) for name in _OPTIONAL_STR_FIELDS},
     )
 

@@ -17,13 +17,13 @@ DEFAULT_PATHS = ["manifests"]
 
 
 def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
-    from reconciler.cli import add_state_option, add_target_options
+    from reconciler.cli import add_state_option, add_target_options, positive_int
 
     parser.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (default: manifests/)")
     add_target_options(parser)
     add_state_option(parser)
     parser.add_argument("--target", action="append", metavar="KEY", help="limit to this key (repeatable)")
-    parser.add_argument("--parallelism", type=int, default=8, metavar="N",
+    parser.add_argument("--parallelism", type=positive_int, default=8, metavar="N",
                         help="concurrent API calls (default: %(default)s)")
     parser.add_argument("--no-color", action="store_true", help="never colour the output")
 

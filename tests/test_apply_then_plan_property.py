@@ -28,18 +28,40 @@ hyper = st.fixed_dictionaries({}, optional={
     "adapterSize": st.sampled_from(ADAPTERS),
 })
 uri = st.from_regex(r"gs://bucket/[a-z]{1,8}\.jsonl", fullmatch=True).filter(lambda u: "fail" not in u)
+evaluation = st.fixed_dictionaries({"metrics": st.lists(st.one_of(
+    st.fixed_dictionaries({"bleuSpec": st.fixed_dictionaries({}, optional={"useEffectiveOrder": st.booleans()})}),
+    st.fixed_dictionaries({"aggregationMetrics": st.lists(st.sampled_from(["AVERAGE", "MODE", "STANDARD_DEVIATION"]),
+                                                          min_size=1, max_size=2, unique=True),
+                           "pointwiseMetricSpec": st.fixed_dictionaries({"metricPromptTemplate": st.just(
+                               "Rate the fluency of {response} from 0 to 1.")})})), min_size=1, max_size=2),
+    "outputConfig": st.just({"gcsDestination": {"outputUriPrefix": "gs://bucket/eval/"}})})
 supervised = st.fixed_dictionaries({"trainingDatasetUri": uri}, optional={
-    "validationDatasetUri": uri, "hyperParameters": hyper, "exportLastCheckpointOnly": st.booleans()})
-spec = st.fixed_dictionaries(
-    {"baseModel": st.sampled_from(["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"]),
-     "supervisedTuningSpec": supervised},
-    optional={
-        "tunedModelDisplayName": st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20),
-        "description": st.text(max_size=30).filter(lambda t: "\x00" not in t),
-        "labels": st.dictionaries(label_text.filter(lambda k: not k.startswith("reconciler") and k != "managed-by"),
-                                  label_text, max_size=4),
-    },
-)
+    "validationDatasetUri": uri, "hyperParameters": hyper, "exportLastCheckpointOnly": st.booleans(),
+    "evaluationConfig": evaluation})
+preference = st.fixed_dictionaries({"trainingDatasetUri": uri}, optional={
+    "validationDatasetUri": uri,
+    "hyperParameters": st.fixed_dictionaries({}, optional={
+        "epochCount": st.one_of(st.integers(1, 20), st.integers(1, 20).map(str)),
+        "beta": st.floats(0.01, 1.0, allow_nan=False).map(lambda f: round(f, 3)),
+        "adapterSize": st.sampled_from(ADAPTERS)})})
+# Every kind of job the API takes: supervised on a base model, preference optimization, and
+# continuous tuning of an earlier tuned model (preTunedModel instead of baseModel).
+source = st.one_of(
+    st.fixed_dictionaries({"baseModel": st.sampled_from(["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"])}),
+    st.fixed_dictionaries({"preTunedModel": st.fixed_dictionaries(
+        {"tunedModelName": st.integers(1, 10**18).map(lambda n: f"projects/prop/locations/us-central1/models/{n}@1")},
+        optional={"checkpointId": st.integers(1, 5).map(str)})}))
+tuning = st.one_of(st.fixed_dictionaries({"supervisedTuningSpec": supervised}),
+                   st.fixed_dictionaries({"preferenceOptimizationSpec": preference}))
+optional_fields = st.fixed_dictionaries({}, optional={
+    "tunedModelDisplayName": st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20),
+    "description": st.text(max_size=30).filter(lambda t: "\x00" not in t),
+    "labels": st.dictionaries(label_text.filter(lambda k: not k.startswith("reconciler") and k != "managed-by"),
+                              label_text, max_size=4),
+    "encryptionSpec": st.just({"kmsKeyName": "projects/prop/locations/us-central1/keyRings/r/cryptoKeys/k"}),
+    "serviceAccount": st.just("tuner@prop.iam.gserviceaccount.com"),
+})
+spec = st.builds(lambda a, b, c: {**a, **b, **c}, source, tuning, optional_fields)
 
 counter = itertools.count()
 
@@ -53,7 +75,7 @@ def world(tmp_path_factory):
             yield tmp_path_factory.mktemp("prop"), emulator, admin
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=spec)
 def test_apply_then_plan_has_no_changes(world, body, monkeypatch, capsys):
     root, emulator, admin = world

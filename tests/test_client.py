@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from reconciler.client import (
@@ -112,6 +114,10 @@ def test_get_and_not_found(client: TuningClient, admin: EmulatorAdmin) -> None:
         lambda c: c.get_job("tuningJobs/1"),
         lambda c: list(c.list_jobs("projects/p")),
         lambda c: c.get_operation("projects/p/locations/l/tuningJobs/1"),
+        lambda c: c.cancel_operation("projects/p/locations/l/tuningJobs/1/operations/"),
+        lambda c: c.delete_operation("operations/1"),
+        lambda c: c.wait_operation_once("projects/p/locations/l/tuningJobs/1:wait"),
+        lambda c: list(c.list_operations("projects/p/locations/l/tuningJobs/1/operations/2")),
     ],
 )
 def test_malformed_names_are_refused_before_any_request(offline_client: TuningClient, call: Callable) -> None:
@@ -211,6 +217,194 @@ def test_wait_operation_times_out(client: TuningClient, admin: EmulatorAdmin) ->
     with pytest.raises(OperationTimeoutError, match="still running after 0.3s"):
         client.wait_operation(op["name"], timeout=0.3, poll_interval=0.05)  # the virtual clock stands still
     assert 0.3 <= time.monotonic() - started < 2
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def started_rebase(client: TuningClient, admin: EmulatorAdmin) -> tuple[str, str]:
+    """(operation name, name of the job it makes): a rebase whose operation is not done yet."""
+    [source] = admin.seed(PARENT, count=1, state="JOB_STATE_SUCCEEDED")
+    op = client.rebase_tuned_model(PARENT, rebase_body(source), new_request_id())
+    assert not op.get("done")
+    return op["name"], op["name"].split("/operations/")[0]
+
+
+def test_operation_get_list_wait_cancel_and_delete(client: TuningClient, admin: EmulatorAdmin) -> None:
+    op, job = started_rebase(client, admin)
+    assert [o["name"] for o in client.list_operations(job, page_size=1)] == [op]
+    got = client.get_operation(op)
+    assert got["name"] == op and not got.get("done")
+    assert got["metadata"]["@type"].endswith("RebaseTunedModelOperationMetadata")
+
+    started = time.monotonic()
+    pending = client.wait_operation_once(op, timeout=0.3)  # the virtual clock stands still
+    assert 0.3 <= time.monotonic() - started < 2  # the server held the call for the timeout
+    assert pending["name"] == op and not pending.get("done")
+
+    mover = threading.Timer(0.3, admin.advance, args=(60,))
+    mover.start()
+    started = time.monotonic()
+    done = client.wait_operation_once(op, timeout=20)
+    elapsed = time.monotonic() - started
+    mover.join()
+    assert 0.25 <= elapsed < 5  # answered once done, long before the timeout
+    assert done["done"] is True and done["response"]["@type"].endswith("TuningJob")
+    assert done["response"]["name"] == job
+
+    client.cancel_operation(op)  # done already: nothing to cancel, and no error
+    assert client.get_operation(op)["response"]["name"] == job  # still the answer, not CANCELLED
+
+    client.delete_operation(op)
+    assert list(client.list_operations(job)) == []
+    with pytest.raises(NotFoundError):
+        client.get_operation(op)
+    assert client.get_job(job)["name"] == job  # deleting the operation leaves the job alone
+
+    sent = client.request_counts
+    assert {k: sent[k] for k in ("list_operations", "get_operation", "wait_operation", "cancel_operation",
+                                 "delete_operation")} == {
+        "list_operations": 2, "get_operation": 3, "wait_operation": 2, "cancel_operation": 1, "delete_operation": 1}
+    seen = admin.stats()["requests"]  # the emulator's own routes were used, one request each
+    assert {k: seen[k] for k in ("operations.list", "operations.get", "operations.wait", "operations.cancel",
+                                 "operations.delete")} == {
+        "operations.list": 2, "operations.get": 3, "operations.wait": 2, "operations.cancel": 1,
+        "operations.delete": 1}
+
+
+def test_cancel_operation_stops_the_rebase(client: TuningClient, admin: EmulatorAdmin) -> None:
+    op, job = started_rebase(client, admin)
+    client.cancel_operation(op)
+    cancelled = client.wait_operation_once(op, timeout=5)
+    assert cancelled["done"] is True and "response" not in cancelled
+    assert cancelled["error"] == {"code": 1, "message": "Operation was cancelled."}
+    assert client.get_job(job)["state"] == "JOB_STATE_CANCELLED"
+    with pytest.raises(ApiError) as info:  # the polling helper raises the operation's error
+        client.wait_operation(op, timeout=5, poll_interval=0.01)
+    assert (info.value.code, info.value.status, info.value.message) == (1, "CANCELLED", "Operation was cancelled.")
+
+
+def test_unknown_operation_is_not_found(client: TuningClient, admin: EmulatorAdmin) -> None:
+    op, job = started_rebase(client, admin)
+    missing = f"{job}/operations/999"
+    calls = {"get_operation": client.get_operation, "cancel_operation": client.cancel_operation,
+             "delete_operation": client.delete_operation, "wait_operation": client.wait_operation_once}
+    before = client.request_counts
+    for method, call in calls.items():
+        with pytest.raises(NotFoundError) as info:
+            call(missing)
+        error = info.value
+        assert (error.code, error.status) == (404, "NOT_FOUND"), method
+        assert error.message == f'Operation "{missing}" not found.', method
+        assert str(error).startswith(f'NOT_FOUND (404): Operation "{missing}" not found. ['), method
+    # Asked by project id, answered with the project number the service names resources by.
+    by_id = f"{PARENT}/tuningJobs/{job.rsplit('/', 1)[1]}/operations/999"
+    with pytest.raises(NotFoundError, match=f'Operation "{missing}" not found'):
+        client.get_operation(by_id)
+    with pytest.raises(NotFoundError) as info:
+        list(client.list_operations(f"{PARENT}/tuningJobs/1234567890"))
+    assert info.value.status == "NOT_FOUND" and "does not exist" in info.value.message
+    after = client.request_counts
+    # A 404 is final: one attempt each, and a refused delete is not looked up afterwards.
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in [*calls, "list_operations"]} == {
+        "get_operation": 2, "cancel_operation": 1, "delete_operation": 1, "wait_operation": 1,
+        "list_operations": 1}
+    assert client.get_operation(op)["name"] == op  # the real one is untouched
+
+
+def test_wait_operation_once_stays_within_the_http_timeout(emulator: RunningEmulator,
+                                                           admin: EmulatorAdmin) -> None:
+    # The server holds :wait for the timeout asked; asking no more than our read allows means an
+    # answer (not done), never a read timeout that would then be retried.
+    with make_client(emulator, timeout=1.2) as client:
+        op, _ = started_rebase(client, admin)
+        started = time.monotonic()
+        pending = client.wait_operation_once(op)
+        assert 0.85 <= time.monotonic() - started < 1.2  # 3/4 of the HTTP timeout
+        assert not pending.get("done")
+        pending = client.wait_operation_once(op, timeout=3600)
+        assert not pending.get("done")
+        started = time.monotonic()
+        assert not client.wait_operation_once(op, timeout=0).get("done")  # "0s": answer at once
+        assert time.monotonic() - started < 0.5
+        assert client.request_counts["wait_operation"] == 3  # no call was retried
+        with pytest.raises(ValueError, match="timeout"):
+            client.wait_operation_once(op, timeout=-1)
+        with pytest.raises(ValueError, match="page_size"):
+            client.list_operations(op.split("/operations/")[0], page_size=0)
+
+
+def test_operation_calls_are_retried_through_429_and_503(emulator: RunningEmulator, admin: EmulatorAdmin) -> None:
+    with make_client(emulator, max_attempts=30) as client:
+        started = [started_rebase(client, admin) for _ in range(6)]
+        admin.advance(60)  # every rebase done
+        admin.faults(error_rate=0.5, retry_after=0, seed=3)
+        for op, job in started:
+            assert [o["name"] for o in client.list_operations(job)] == [op]
+            assert client.get_operation(op)["done"] is True
+            assert client.wait_operation_once(op, timeout=1)["response"]["name"] == job
+            client.cancel_operation(op)
+            client.delete_operation(op)
+        stats = admin.stats()
+        admin.faults(error_rate=0.0)
+        for op, job in started:
+            assert list(client.list_operations(job)) == []
+    assert stats["faults"]["429"] > 0 and stats["faults"]["503"] > 0
+    sent = client.request_counts
+    for method, route in [("list_operations", "operations.list"), ("get_operation", "operations.get"),
+                          ("wait_operation", "operations.wait"), ("cancel_operation", "operations.cancel"),
+                          ("delete_operation", "operations.delete")]:
+        assert sent[method] > 6, method  # some attempts were refused and repeated
+        if method != "list_operations":  # (the check after the faults lists once more per job)
+            assert sent[method] == stats["requests"][route], method
+
+
+class _LossyGateway(BaseHTTPRequestHandler):
+    """Forwards every request to the emulator, but loses the answer of each DELETE it carried
+    out: the client sees a 503 for a delete that did happen."""
+
+    upstream = ""
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+        answer = httpx.request(self.command, self.upstream + self.path, headers=headers, content=body)
+        status, content = answer.status_code, answer.content
+        if self.command == "DELETE":
+            status, content = 503, json.dumps({"error": {"code": 503, "status": "UNAVAILABLE",
+                                                         "message": "The service is currently unavailable."}}).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_DELETE = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_delete_whose_answer_was_lost_is_not_sent_again(emulator: RunningEmulator, admin: EmulatorAdmin) -> None:
+    with make_client(emulator) as direct:
+        op, job = started_rebase(direct, admin)
+    gateway = type("Gateway", (_LossyGateway,), {"upstream": emulator.url})
+    with ThreadingHTTPServer(("127.0.0.1", 0), gateway) as server:
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            with TuningClient(ClientOptions(endpoint=url, access_token=emulator.token, **FAST)) as client:
+                client.delete_operation(op)  # the 503 is settled by a look-up: the operation is gone
+                sent = client.request_counts
+        finally:
+            server.shutdown()
+    assert sent == {"delete_operation": 1, "get_operation": 1}
+    assert admin.stats()["requests"]["operations.delete"] == 1
+    with make_client(emulator) as direct:
+        with pytest.raises(NotFoundError):
+            direct.get_operation(op)
+        assert direct.get_job(job)["name"] == job
 
 
 # --------------------------------------------------------------------------- faults

@@ -43,6 +43,20 @@ def test_server_filled_hyperparameters_are_not_a_change():
     assert diff_spec(SPEC, live) == []
 
 
+def test_one_hyperparameter_against_several_server_filled_ones_is_no_change():
+    # Found by the apply-then-plan property test: DeepDiff by default calls an object that shares
+    # under a third of its keys "replaced whole", which hid the server-defaulted rule.
+    desired = {"baseModel": "gemini-2.5-flash", "preferenceOptimizationSpec": {
+        "trainingDatasetUri": "gs://b/p.jsonl", "hyperParameters": {"beta": 1.0}}}
+    live = live_of({"baseModel": "gemini-2.5-flash", "preferenceOptimizationSpec": {
+        "trainingDatasetUri": "gs://b/p.jsonl", "hyperParameters": {
+            "epochCount": "10", "learningRateMultiplier": 1.0, "adapterSize": "ADAPTER_SIZE_EIGHT", "beta": 1.0}}})
+    assert diff_spec(desired, live) == []
+    desired["preferenceOptimizationSpec"]["hyperParameters"]["beta"] = 0.5
+    (change,) = diff_spec(desired, live)
+    assert (change.path, change.before, change.after) == ("preferenceOptimizationSpec.hyperParameters.beta", 1.0, 0.5)
+
+
 def test_changed_field_reports_dotted_path_and_values():
     desired = {**SPEC, "supervisedTuningSpec": {**SPEC["supervisedTuningSpec"],
                                                 "hyperParameters": {"epochCount": 5, "adapterSize": "ADAPTER_SIZE_FOUR"}}}

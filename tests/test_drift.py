@@ -186,3 +186,25 @@ def test_items_are_sorted_the_same_whatever_the_input_order():
     again = report(list(reversed(want)), list(reversed(entries)), shuffled)
     assert first == again and len(first.items) > 30
     assert [i.sort_key() for i in first.items] == sorted(i.sort_key() for i in first.items)
+
+
+def test_active_labelled_jobs_nothing_tracks_are_reported_as_strays():
+    tracked, duplicate, orphaned = job(1, "a"), job(2, "a", state="JOB_STATE_PENDING"), job(3, "gone-key")
+    adoptable, finished = job(4, "b"), job(5, "old", state="JOB_STATE_SUCCEEDED")
+    r = report([desired("a"), desired("b")], [entry(tracked, "a")], [tracked, duplicate, orphaned, adoptable, finished])
+    strays = [(i.key, i.job) for i in r.items if i.kind == "stray"]
+    # the adoptable one is the plan's (adopt), the finished one costs nothing
+    assert strays == [("a", duplicate.name), ("gone-key", orphaned.name)]
+    assert (PENDING, "blocked", "a") in kinds(r)  # and the plan refuses to pick one for the user
+    stray = next(i for i in r.items if i.kind == "stray")
+    assert stray.category == OUT_OF_BAND and stray.detail.startswith("PENDING job labelled for this key that "
+                                                                     "state does not track: billed but unmanaged")
+
+
+def test_an_imported_unlabelled_job_is_not_label_drift():
+    hand_made = job(1, None, labels={"team": "x"})
+    imported = StateEntry(key="a", project=P, location=L, job_name=hand_made.name, spec_hash=spec_hash(SPEC),
+                          job_state=hand_made.state, imported=True)
+    assert not any(i.kind == "labels-changed" for i in report([desired("a")], [imported], [hand_made]).items)
+    relabelled = job(1, "other")
+    assert (OUT_OF_BAND, "labels-changed", "a") in kinds(report([desired("a")], [imported], [relabelled]))

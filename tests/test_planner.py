@@ -250,3 +250,54 @@ def test_changes_are_sorted_by_address_and_plan_round_trips_through_json():
     assert [c.key for c in p.changes] == ["a", "z"]
     again = Plan.from_json(p.to_json())
     assert again.to_json() == p.to_json()
+
+
+def _moved_world():
+    """A manifest switched `metadata.project` from the id to the number of the same project."""
+    j = job(1)
+    old = entry(j)  # tracked under proj/us-central1/k
+    moved = DesiredJob(key="k", project="123", location=L, spec=SPEC, lifecycle=Lifecycle())
+    # Listing under either spelling returns the same job (Vertex names it by number).
+    live = LiveView(listed={(P, L): [j], ("123", L): [j]})
+    return j, old, moved, live
+
+
+def test_project_named_by_number_moves_the_key_and_never_cancels_its_job():
+    j, old, moved, live = _moved_world()
+    p = plan([moved], state_of(old), live)
+    by = {c.address: c for c in p.changes}
+    assert (by[f"123/{L}/k"].action, by[f"123/{L}/k"].job.name) == (Action.ADOPT, j.name)
+    assert by[f"123/{L}/k"].detail == f"job tracked as {P}/{L}/k until now: moving it here"
+    assert (by[f"{P}/{L}/k"].action, by[f"{P}/{L}/k"].reason) == (Action.FORGET, Reason.KEY_MOVED)
+    assert not p.problems and not any(c.action is Action.CANCEL for c in p.changes)
+    # --target on the old address alone must not cancel the job the manifests still want
+    (c,) = plan([moved], state_of(old), live, targets=[f"{P}/{L}/k"]).changes
+    assert c.action is Action.FORGET
+
+
+def test_two_manifests_naming_one_job_is_a_problem():
+    j, old, moved, live = _moved_world()
+    p = plan([desired(), moved], state_of(old), live)
+    assert [pr.address for pr in p.problems] == [f"{P}/{L}/k"]
+    assert p.problems[0].message.startswith(f"job {j.name} is also claimed by 123/{L}/k: two manifests name one job")
+
+
+def test_a_second_active_job_for_a_key_is_a_problem_not_a_silent_adoption():
+    tracked, stray = job(1), job(2, state="JOB_STATE_PENDING")
+    c, p = one([desired()], state_of(entry(tracked)), live_of(tracked, stray))
+    assert c.action is Action.NOOP and c.job.name == tracked.name
+    (problem,) = p.problems
+    assert problem.message.startswith(f"another active job carries this key's labels besides the tracked "
+                                      f"{tracked.name} (RUNNING): {stray.name} (PENDING); both are billed")
+    # older than the tracked one makes no difference: it is billed all the same
+    older = job(0, state="JOB_STATE_RUNNING")
+    c, p = one([desired()], state_of(entry(tracked)), live_of(tracked, older))
+    assert c.action is Action.NOOP and len(p.problems) == 1 and older.name in p.problems[0].message
+    # one the user is already cancelling is no longer a problem
+    cancelling = job(0, state="JOB_STATE_CANCELLING")
+    c, p = one([desired()], state_of(entry(tracked)), live_of(tracked, cancelling))
+    assert c.action is Action.NOOP and not p.problems
+    # once the tracked job has finished, the newer labelled job is adopted as before
+    done = job(1, state="JOB_STATE_SUCCEEDED")
+    c, p = one([desired()], state_of(entry(done)), live_of(done, stray))
+    assert (c.action, c.job.name, p.problems) == (Action.ADOPT, stray.name, [])

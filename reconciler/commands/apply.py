@@ -15,16 +15,18 @@ PROMPT = ("\nDo you want to perform these actions?\n"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from reconciler.workflow import add_plan_inputs
 
+    from reconciler.cli import positive_float
+
     add_plan_inputs(parser)
     parser.add_argument("--plan", dest="plan_file", metavar="PLANFILE",
                         help="apply this saved plan (same as a .plan/.json positional argument)")
     parser.add_argument("--auto-approve", action="store_true", help="skip the interactive approval")
-    parser.add_argument("--max-creates-per-minute", type=float, metavar="N",
+    parser.add_argument("--max-creates-per-minute", type=positive_float, metavar="N",
                         help="cap job submissions (creates, replaces, rebases) per minute")
     parser.add_argument("--wait", action="store_true", help="follow submitted jobs until they finish")
-    parser.add_argument("--poll-interval", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--poll-interval", type=positive_float, default=10.0, metavar="SECONDS",
                         help="seconds between polls with --wait (default: %(default)s)")
-    parser.add_argument("--wait-timeout", type=float, metavar="SECONDS", help="stop waiting after this long")
+    parser.add_argument("--wait-timeout", type=positive_float, metavar="SECONDS", help="stop waiting after this long")
 
 
 def _split_plan_file(args: argparse.Namespace) -> str | None:
@@ -76,12 +78,18 @@ def run(args: argparse.Namespace) -> int:
     saved = load_plan(plan_file) if plan_file else None
     if saved is not None and args.paths:
         raise PlanError("give either a saved plan or manifest paths, not both")
+    if saved is not None and saved.problems:
+        raise PlanError(f"saved plan {plan_file} has problems to fix first: "
+                        + "; ".join(f"{p.address}: {p.message}" for p in saved.problems))
     store = StateStore(args.state)
     with store.lock("apply", timeout=args.lock_timeout), open_client(args) as client:
         if saved is not None:
             args.target = [c.address for c in saved.changes]
             planned = make_plan(args, store, client, desired=desired_from_plan(saved))
             _check_fresh(saved, planned, plan_file, args.state)
+            if planned.plan.problems:
+                raise PlanError("Saved plan can no longer be applied: " + "; ".join(
+                    f"{p.address}: {p.message}" for p in planned.plan.problems) + ". Run plan again.")
             plan = saved
         else:
             planned = make_plan(args, store, client)
@@ -98,19 +106,24 @@ def run(args: argparse.Namespace) -> int:
                 executor = Executor(client, store, planned.state, progress, options)
                 outcomes = executor.run(plan)
                 failed = [o for o in outcomes if not o.ok]
-                waited_failures = 0
+                waited_failures = unfinished = 0
                 if args.wait and not failed:
                     submitted = [o.change.address for o in outcomes
                                  if o.ok and (o.change.action.starts_a_job or o.change.action is Action.ADOPT)]
                     final = follow(client, store, executor.entries, submitted, progress.line,
                                    interval=args.poll_interval, timeout=args.wait_timeout)
                     waited_failures = sum(1 for j in final.values() if j.state != "JOB_STATE_SUCCEEDED")
+                    followed = [a for a in submitted if a in executor.entries and executor.entries[a].job_name]
+                    unfinished = len(followed) - len(final)
         finally:
             store.commit()
     _summary(outcomes)
     for o in failed:
         print(f"Error: {o.change.key}: {o.change.action.value} failed: {o.message}", file=sys.stderr)
-    return 1 if failed or waited_failures else 0
+    if unfinished:
+        print(f"Error: --wait-timeout reached with {unfinished} job(s) still running; "
+              "`reconciler jobs --watch` follows them", file=sys.stderr)
+    return 1 if failed or waited_failures or unfinished else 0
 
 
 def _check_fresh(saved, planned, plan_file: str, state_path: str) -> None:

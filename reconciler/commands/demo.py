@@ -17,7 +17,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-duration", type=float, default=6.0, metavar="SECONDS",
                         help="how long each emulated job runs (default: %(default)s)")
-    parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.add_argument("--clean", action="store_true",
+                        help="remove the working directory at the end (default: keep it to look at)")
     parser.add_argument("--no-color", action="store_true", help="never colour the output")
 
 
@@ -78,9 +79,11 @@ def run(args: argparse.Namespace) -> int:
                     os.environ[k] = v
     print(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
     print(f"State file: {work / 'state' / 'default.json'}\nSaved plan: {work / 'tfplan.json'}")
-    if not args.keep:
-        print("(the working directory is removed; pass --keep to keep it)")
+    if args.clean:
         shutil.rmtree(work, ignore_errors=True)
+        print("(the working directory was removed: --clean)")
+    else:
+        print(f"Manifests, state and plan are kept in {work} (`rm -rf {work}` when done).")
     return 0
 
 

@@ -16,7 +16,16 @@ def _project_number(text: str) -> tuple[str, str]:
     return project, number
 
 
+EPILOG = """\
+Jobs go PENDING -> RUNNING -> SUCCEEDED over --job-duration seconds. To make a job fail, give it a
+training dataset URI containing `fail` (e.g. gs://bucket/fail.jsonl): it ends FAILED with error
+code 13. POST /__emulator/jobs/ID:setState changes a job's state out of band; see
+reconciler/emulator/__init__.py for the admin API and what is modelled."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--job-duration", type=float, default=2.0, metavar="S",

@@ -174,12 +174,18 @@ def test_saved_plan_is_applied_and_refused_when_stale(ws):
     assert "will be created" in shown.out
     applied = ws.run("apply", str(planfile), "--no-color")
     assert applied.code == 0, applied.err
-    assert ws.run("apply", str(planfile)).code == 1  # state moved on since
+    again = ws.run("apply", str(planfile))  # state moved on since: the plan was made before any state
+    assert again.code == 1
+    assert again.err.startswith("Error: Saved plan is stale: ")
+    assert f"state {ws.state} was written since" in again.err
+    assert "alpha: planned create, now no-op" in again.err and again.err.rstrip().endswith("Run plan again.")
+    assert len(live_jobs(ws)) == 1  # nothing was created a second time
     ws.job("alpha", epochs=7)
     assert ws.plan("--out", str(planfile)).code == 0
     ws.admin.advance(0.5)  # the job changes (PENDING -> RUNNING) after the plan was saved
     stale = ws.run("apply", str(planfile))
     assert stale.code == 1 and "Saved plan is stale" in stale.err and "run plan again" in stale.err.lower()
+    assert f"alpha: job {ws.entry('alpha')['job_name']} changed since the plan (updateTime " in stale.err
 
 
 def test_saved_plan_from_another_lineage_is_refused(ws):
