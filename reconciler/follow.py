@@ -15,8 +15,12 @@ from reconciler.render import clean, key_labels
 
 def follow(client, store, entries: dict, addresses: list[str], say: Callable[[str], None],
            interval: float = 10.0, timeout: float | None = None,
-           sleep: Callable[[float], None] = time.sleep) -> dict[str, LiveJob]:
-    """Poll until every job of `addresses` has finished; returns the final job per address."""
+           sleep: Callable[[float], None] = time.sleep,
+           status: Callable[[str], None] | None = None) -> dict[str, LiveJob]:
+    """Poll until every job of `addresses` has finished; returns the final job per address.
+    `say` prints a finished job; `status` (default `say`) the running count, which a terminal
+    redraws in place."""
+    status = status or say
     pending = {a: entries[a] for a in addresses if a in entries and entries[a].job_name}
     labels = key_labels((a, e.key, e.location) for a, e in pending.items())
     final: dict[str, LiveJob] = {}
@@ -44,7 +48,7 @@ def follow(client, store, entries: dict, addresses: list[str], say: Callable[[st
             say(f"Stopped waiting after {elapsed:.0f}s: {len(pending)} job(s) still active.")
             break
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        say(f"Waiting for {len(pending)} job(s): {summary} [{elapsed:.0f}s elapsed]")
+        status(f"Waiting for {len(pending)} job(s): {summary} [{elapsed:.0f}s elapsed]")
         sleep(interval)
     return final
 

@@ -3,10 +3,13 @@ for staleness against a fresh plan of the same keys before apply."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from jsonschema import Draft202012Validator
 
 from reconciler import __version__
 from reconciler.errors import PlanError
@@ -52,10 +55,22 @@ def load_plan(path: str | os.PathLike) -> Plan:
         raise PlanError(f"{path} is not a saved plan of tuning-reconciler (write one with `plan --out`)")
     if str(data.get("format_version", "")).split(".")[0] != FORMAT_VERSION.split(".")[0]:
         raise PlanError(f"{path} has plan format {data.get('format_version')}; this tool reads {FORMAT_VERSION}")
+    error = next(iter(sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))), None)
+    if error is not None:  # checked first, so a hand-edited plan cannot reach apply half-typed
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or "(top)"
+        raise PlanError(f"{path} is a damaged saved plan: at {where.lstrip('.')}: {error.message[:300]}")
     try:
         return Plan.from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PlanError(f"{path} is a damaged saved plan ({exc.__class__.__name__}: {exc})") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    from reconciler.discovery import schemas_dir
+
+    schema = json.loads((schemas_dir() / "plan.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
 
 
 def desired_from_plan(plan: Plan) -> list[DesiredJob]:

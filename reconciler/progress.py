@@ -30,6 +30,8 @@ class Progress:
         self._active: dict[str, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
+        self._status = ""  # the line redrawn in place on a terminal
 
     def __enter__(self) -> "Progress":
         self._ticker.start()
@@ -38,10 +40,29 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._ticker.join(timeout=1)
+        with self._lock:
+            if self._status:
+                print(file=self.out, flush=True)  # keep the last status on screen
+                self._status = ""
 
     def line(self, text: str) -> None:
         with self._lock:
+            if self._status:
+                self.out.write("\r\x1b[K")
             print(text, file=self.out, flush=True)
+            if self._status:
+                self.out.write(self._status)
+                self.out.flush()
+
+    def status(self, text: str) -> None:
+        """A line that replaces the previous status on a terminal; an ordinary line otherwise."""
+        if not self.tty:
+            self.line(text)
+            return
+        with self._lock:
+            self._status = clean(text)
+            self.out.write("\r\x1b[K" + self._status)
+            self.out.flush()
 
     def start(self, key: str, action: Action) -> None:
         verb = VERBS[action][0]

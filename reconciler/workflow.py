@@ -69,12 +69,27 @@ def make_plan(args: argparse.Namespace, store, client, desired: list[DesiredJob]
     from reconciler.planner import plan
     from reconciler.refresh import plan_fields, refresh
 
+    from_manifests = desired is None
     with gc_paused():
         if desired is None:
             desired = load_desired(args)
         state = store.load()
+        if from_manifests and args.target:
+            _check_targets(args.target, desired, state)
         live = refresh(client, desired, state, parallelism=max(1, args.parallelism), fields=plan_fields())
         planned = plan(desired, state, live, targets=args.target)
     if not store.exists():
         planned.lineage = None  # no state yet: its lineage is fixed only by the first write
     return Planned(desired, state, live, planned)
+
+
+def _check_targets(targets: list[str], desired: list[DesiredJob], state: State) -> None:
+    """A --target that names nothing is a typo, not an empty plan to wave through."""
+    from reconciler.errors import ConfigError
+
+    known = {d.address for d in desired} | set(state.entries)
+    keys = {a.rsplit("/", 1)[-1] for a in known}
+    unknown = [t for t in targets if t not in known and t not in keys]
+    if unknown:
+        raise ConfigError(f"--target {', '.join(unknown)}: no such key in the manifests or the state "
+                          "(give a key or project/location/key)")

@@ -1,3 +1,4 @@
+import json
 import os
 import stat
 
@@ -11,9 +12,12 @@ from reconciler.planfile import desired_from_plan, load_plan, save_plan, stale_r
 SPEC = {"baseModel": "m", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/t.jsonl"}}
 
 
+REASONS = {Action.CREATE: Reason.NEW_KEY, Action.CANCEL: Reason.KEY_REMOVED_ACTIVE}
+
+
 def change(action: Action, job: JobRef | None = None, after: dict | None = SPEC) -> Change:
-    return Change(address="p/l/k", key="k", project="p", location="l", action=action, reason=Reason.SPEC_CHANGED,
-                  detail="d", after=after, job=job)
+    return Change(address="p/l/k", key="k", project="p", location="l", action=action,
+                  reason=REASONS.get(action, Reason.SPEC_CHANGED), detail="d", after=after, job=job)
 
 
 def test_save_and_load_round_trip_with_mode_0600(tmp_path):
@@ -38,6 +42,23 @@ def test_bad_plan_files_are_clear_errors(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(PlanError, match=message):
         load_plan(path)
+
+
+@pytest.mark.parametrize("edit, where", [
+    (lambda d: d["changes"][0].update(after="str"), "at changes[0].after: "),
+    (lambda d: d["changes"][0].update(lifecycle="x"), "at changes[0].lifecycle: "),
+    (lambda d: d.update(changes={}), "at changes: "),
+    (lambda d: d["changes"][0].update(action="destroy"), "at changes[0].action: "),
+])
+def test_hand_edited_plans_are_refused_naming_the_field(tmp_path, edit, where):
+    path = tmp_path / "p.json"
+    save_plan(Plan(changes=[change(Action.CREATE)], lineage="L", serial=1), path)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert str(info.value).startswith(f"{path} is a damaged saved plan: {where}")
 
 
 def test_missing_plan_file(tmp_path):

@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                     submitted = [o.change.address for o in outcomes
                                  if o.ok and (o.change.action.starts_a_job or o.change.action is Action.ADOPT)]
                     final = follow(client, store, executor.entries, submitted, progress.line,
-                                   interval=args.poll_interval, timeout=args.wait_timeout)
+                                   interval=args.poll_interval, timeout=args.wait_timeout,
+                                   status=progress.status)
                     waited_failures = sum(1 for j in final.values() if j.state != "JOB_STATE_SUCCEEDED")
                     followed = [a for a in submitted if a in executor.entries and executor.entries[a].job_name]
                     unfinished = len(followed) - len(final)

@@ -120,3 +120,12 @@ def test_unwritable_paths_and_bad_flags_are_messages_not_tracebacks(ws, tmp_path
             ws.plan(*flags)
         assert exit_.value.code == 2
         assert message in ws.capsys.readouterr().err
+
+
+def test_a_target_that_names_nothing_is_an_error_not_an_empty_plan(ws):
+    ws.job("alpha")
+    result = ws.plan("--target", "alpah", "--target", "alpha")
+    assert result.code == 1
+    assert result.err == ("Error: --target alpah: no such key in the manifests or the state "
+                          "(give a key or project/location/key)\n")
+    assert ws.plan("--target", f"{PROJECT}/{LOCATION}/alpha").code == 0
