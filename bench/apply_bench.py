@@ -11,8 +11,9 @@ emulator in its own process (added latency per request), from an empty state:
    exist, one per key (zero duplicates), the state records each of them, and a new plan
    shows no changes.
 
-    python bench/apply_bench.py             # 1,000 and 10,000 creates, 20 ms latency
-    python bench/apply_bench.py --quick     # 60 and 240 creates (smoke test)
+    python bench/apply_bench.py                # 1,000 and 10,000 creates, 20 ms latency
+    python bench/apply_bench.py --quick        # 60 and 240 creates (smoke test)
+    python bench/apply_bench.py --faults-only  # only 3. (does not touch the README)
 """
 
 from __future__ import annotations
@@ -102,6 +103,56 @@ def replan(emu: h.Emulator, result: dict[str, Any]) -> str:
     return lines[-1] if lines else run.stderr.strip()[-300:]
 
 
+def fault_case(emu: h.Emulator, work: Path, args: argparse.Namespace, jobs: int) -> dict[str, Any]:
+    """Run 3.: the faulty apply, and if it did not finish in time, a resumed one without faults."""
+    with emu.admin() as admin:
+        admin.faults(error_rate=args.error_rate, drop_rate=args.drop_rate, retry_after=1, seed=7)
+    faulty = run_apply(emu, work, jobs, 16, "faults", timeout=args.fault_timeout)
+    with emu.admin() as admin:
+        admin.faults(error_rate=0.0, drop_rate=0.0)
+    resumed = None
+    if faulty["timed_out"]:
+        # Killed mid-apply: what it left must still lead to exactly one job per key.
+        force_unlock(emu, faulty)
+        resumed = run_apply(emu, work, jobs, 16, "faults")
+    fault_audit = audit(emu, resumed or faulty)
+    fault_replan = replan(emu, faulty)
+    ok = (fault_audit["jobs_existing"] == jobs and fault_audit["duplicates"] == 0
+          and fault_audit["state_matches_jobs"] and fault_replan == "No changes.")
+    return {"run": faulty, "resumed": resumed, "audit": fault_audit, "replan": fault_replan, "ok": ok}
+
+
+def fault_text(args: argparse.Namespace, jobs: int, case: dict[str, Any]) -> str:
+    faulty, resumed, fa = case["run"], case["resumed"], case["audit"]
+    return "\n".join([
+        f"  with faults ({args.error_rate:.0%} errors, half 429 half 503; {args.drop_rate:.0%} of creates dropped), "
+        f"{jobs:,} creates: {faulty['seconds']:.2f} s, exit {faulty['exit']}, faults {faulty['faults']}, "
+        f"requests {faulty['requests']}"
+        + (f"\n    DID NOT FINISH within {args.fault_timeout:g} s: killed, force-unlocked and applied again "
+           f"without faults ({resumed['seconds']:.2f} s, exit {resumed['exit']}, requests {resumed['requests']})"
+           if resumed else ""),
+        f"    {fa['jobs_existing']} jobs exist for {fa['keys_with_a_job']} keys, {fa['duplicates']} duplicates, "
+        f"{fa['state_entries']} state entries, state matches jobs: {fa['state_matches_jobs']}; "
+        f"plan afterwards: {case['replan']!r} ({h.verdict(case['ok'])})",
+    ])
+
+
+def faults_only(args: argparse.Namespace, jobs: int) -> int:
+    strip = ("state_path", "manifests", "tag")
+    with tempfile.TemporaryDirectory(prefix="apply-bench-") as tmp, h.emulator(args.latency_ms) as emu:
+        case = fault_case(emu, Path(tmp), args, jobs)
+    figures = {
+        "latency_ms": args.latency_ms, "fault_jobs": jobs,
+        "faults_run": {k: v for k, v in case["run"].items() if k not in strip},
+        "faults_resumed_run": {k: v for k, v in case["resumed"].items() if k not in strip} if case["resumed"] else None,
+        "faults_audit": case["audit"], "faults_replan": case["replan"],
+        "goals_met": {"faults_exact": case["ok"], "faults_finished_in_time": not case["run"]["timed_out"]},
+        "correct": case["ok"],
+    }
+    h.emit(figures, args.json, f"apply, {args.latency_ms:g} ms latency per request\n" + fault_text(args, jobs, case))
+    return 0 if case["ok"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000, help="N (the growth run uses 10 N)")
@@ -111,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-timeout", type=float, default=300.0,
                         help="stop the faulty apply after this many seconds, then resume without faults")
     parser.add_argument("--quick", action="store_true", help="small run for smoke tests")
+    parser.add_argument("--faults-only", action="store_true",
+                        help="run only the fault case (N creates), print its figures, leave the README alone")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README to write the figures into (default: bench/README.md, none with --quick)")
@@ -120,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.jobs, big_factor, fault_jobs = 60, 4, 20
         args.drop_rate = max(args.drop_rate, 0.15)  # so that the small run drops some creates too
+    if args.faults_only:
+        return faults_only(args, fault_jobs)
     readme = args.readme if args.readme is not None else (None if args.quick else h.README)
     n, big = args.jobs, args.jobs * big_factor
 
@@ -131,18 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         constant = run_apply(emu, work, n, 16, "p16")
         large = run_apply(emu, work, big, 16, "big")
         audits = {r["tag"]: audit(emu, r) for r in (serial, parallel, large)}
-        with emu.admin() as admin:
-            admin.faults(error_rate=args.error_rate, drop_rate=args.drop_rate, retry_after=1, seed=7)
-        faulty = run_apply(emu, work, fault_jobs, 16, "faults", timeout=args.fault_timeout)
-        with emu.admin() as admin:
-            admin.faults(error_rate=0.0, drop_rate=0.0)
-        resumed = None
-        if faulty["timed_out"]:
-            # Killed mid-apply: what it left must still lead to exactly one job per key.
-            force_unlock(emu, faulty)
-            resumed = run_apply(emu, work, fault_jobs, 16, "faults")
-        faulty_audit = audit(emu, resumed or faulty)
-        faulty_replan = replan(emu, faulty)
+        case = fault_case(emu, work, args, fault_jobs)
+        faulty, resumed, faulty_audit, faulty_replan = case["run"], case["resumed"], case["audit"], case["replan"]
 
     speedup = serial["seconds"] / parallel["seconds"]
     fixed = constant["seconds"]
@@ -152,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     clean = all(r["exit"] == 0 for r in (serial, parallel, large)) and all(
         a["jobs_existing"] == r["jobs"] and a["duplicates"] == 0 and a["state_matches_jobs"]
         for r, a in ((serial, audits["p1"]), (parallel, audits["p16"]), (large, audits["big"])))
-    fault_ok = (faulty_audit["jobs_existing"] == fault_jobs and faulty_audit["duplicates"] == 0
-                and faulty_audit["state_matches_jobs"] and faulty_replan == "No changes.")
+    fault_ok = case["ok"]
     goals = {"speedup": speedup >= GOAL_SPEEDUP, "time_linear": time_growth <= GOAL_GROWTH,
              "bytes_linear": bytes_growth <= GOAL_GROWTH, "faults_exact": fault_ok,
              "faults_finished_in_time": not faulty["timed_out"]}
@@ -193,15 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         f"nothing left to do takes {fixed:.2f} s)",
         f"  growth {n:,} -> {big:,}: time per job x{time_growth:.2f}, bytes per job x{bytes_growth:.2f} "
         f"(goal <= {GOAL_GROWTH}: {h.verdict(goals['time_linear'] and goals['bytes_linear'])})",
-        f"  with faults ({args.error_rate:.0%} errors, half 429 half 503; {args.drop_rate:.0%} of creates dropped), "
-        f"{fault_jobs:,} creates: {faulty['seconds']:.2f} s, exit {faulty['exit']}, faults {faulty['faults']}, "
-        f"requests {faulty['requests']}"
-        + (f"\n    DID NOT FINISH within {args.fault_timeout:g} s: killed, force-unlocked and applied again "
-           f"without faults ({resumed['seconds']:.2f} s, exit {resumed['exit']}, requests {resumed['requests']})"
-           if resumed else ""),
-        f"    {fa['jobs_existing']} jobs exist for {fa['keys_with_a_job']} keys, {fa['duplicates']} duplicates, "
-        f"{fa['state_entries']} state entries, state matches jobs: {fa['state_matches_jobs']}; "
-        f"plan afterwards: {faulty_replan!r} ({h.verdict(fault_ok)})",
+        fault_text(args, fault_jobs, case),
     ])
     h.emit(figures, args.json, text)
     h.update_readme("apply", "\n".join([
@@ -223,10 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- Faults ({args.error_rate:.0%} of requests failed, half 429 with Retry-After and half 503; "
         f"{args.drop_rate:.0%} of creates committed then dropped), {fault_jobs:,} creates at parallelism 16: "
         f"{faulty['seconds']:.1f} s, injected {faulty['faults']}"
-        + (f" (**DID NOT FINISH within {args.fault_timeout:g} s**: the pacer halves the submission rate on "
-           "every 429, and a steady random 429 rate holds it near its floor of 0.1 creates/s; the apply was "
-           f"killed, force-unlocked and applied again without faults in {resumed['seconds']:.1f} s, which "
-           "also tests recovery from a crash mid-apply)" if resumed else "")
+        + (f" (**DID NOT FINISH within {args.fault_timeout:g} s**: the apply was killed, force-unlocked "
+           f"and applied again without faults in {resumed['seconds']:.1f} s, which also tests recovery from a "
+           "crash mid-apply)" if resumed else "")
         + f"; afterwards {fa['jobs_existing']} jobs for "
         f"{fa['keys_with_a_job']} keys, **{fa['duplicates']} duplicates**, {fa['state_entries']} state "
         f"entries matching the jobs: {fa['state_matches_jobs']}; the next plan says `{faulty_replan}` "

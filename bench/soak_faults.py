@@ -26,10 +26,6 @@ sys.path.insert(0, str(ROOT))
 from reconciler.emulator.server import EmulatorConfig, start_emulator  # noqa: E402
 from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE  # noqa: E402
 
-# Python code run before the CLI in the subprocess: optionally raise the pacer's floor.
-_LAUNCH = ("import sys, reconciler.pacer as p; f = float(sys.argv.pop(1)); "
-           "p.MIN_RATE_PER_SECOND = f if f > 0 else p.MIN_RATE_PER_SECOND; "
-           "from reconciler.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def manifests(directory: Path, count: int) -> None:
@@ -46,8 +42,6 @@ def main() -> int:
     parser.add_argument("--error-rate", type=float, default=0.3)
     parser.add_argument("--drop-rate", type=float, default=0.1)
     parser.add_argument("--parallelism", type=int, default=16)
-    parser.add_argument("--pacer-floor", type=float, default=60.0,
-                        help="submissions/s the pacer may not go below (0: the shipped floor)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="50 creates")
     args = parser.parse_args()
@@ -58,7 +52,7 @@ def main() -> int:
     try:
         manifests(work / "m", count)
         env = {**os.environ, "RECONCILER_ENDPOINT": emulator.url, "RECONCILER_ACCESS_TOKEN": "soak-token"}
-        cmd = [sys.executable, "-c", _LAUNCH, str(args.pacer_floor), "apply", str(work / "m"), "--auto-approve",
+        cmd = [sys.executable, "-m", "reconciler", "apply", str(work / "m"), "--auto-approve",
                "--no-color", "--parallelism", str(args.parallelism), "--state", str(work / "state.json"),
                "--project", "soak", "--location", "us-central1"]
         runs, started = 0, time.monotonic()

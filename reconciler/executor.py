@@ -3,17 +3,24 @@
 Every step is made durable at once through the state store's journal: the request id of a
 create is recorded *before* the call, so a crash between the call and the result is healed by
 adoption on the next plan (the job carries that request label). Changes run in parallel; one
-failure does not stop the others.
+failure does not stop the others. Submissions (and their retries after 429) wait for the
+pacer (reconciler/pacer.py).
+
+Ctrl-C stops promptly: no change that has not started is started, nobody waiting for the
+pacer submits, requests under way get INTERRUPT_GRACE seconds to finish and be recorded, and
+from then on nothing is recorded any more (a create whose answer is never recorded is adopted
+by the next plan through its journaled request id). The workers are daemon threads, so the
+process need not wait for an abandoned request; KeyboardInterrupt is raised again.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from reconciler.actions import Action
@@ -53,32 +60,14 @@ def create_body(change: Change) -> dict:
     return body
 
 
-class ThrottleGate:
-    """Pass on at most one 429 per window to the pacer.
+class ApplyInterrupted(ReconcilerError):
+    """Ctrl-C: this change was not started (or not retried after a 429)."""
 
-    Parallel workers (and the look-ups of a create) all see the same quota burst; halving the
-    rate once per 429 would divide it by 2**parallelism at once and pin it at the pacer's
-    floor. One halving per window (1 s, or the server's Retry-After if longer) is one
-    decrease per congestion event, as AIMD intends.
-    """
+    def __init__(self) -> None:
+        super().__init__("interrupted")
 
-    def __init__(self, on_throttle: Callable[[], None], window: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._on_throttle, self._window, self._clock = on_throttle, window, clock
-        self._lock = threading.Lock()
-        self._quiet_until = float("-inf")
-        self.seen = 0
-        self.passed = 0
 
-    def __call__(self, retry_after: float | None) -> None:
-        with self._lock:
-            self.seen += 1
-            now = self._clock()
-            if now < self._quiet_until:
-                return
-            self._quiet_until = now + max(self._window, retry_after or 0.0)
-            self.passed += 1
-        self._on_throttle()
+INTERRUPT_GRACE = 2.0  # seconds that requests under way get after Ctrl-C
 
 
 class Executor:
@@ -89,8 +78,24 @@ class Executor:
         self.labels: dict[str, str] = {}
         self.pacer = Pacer(options.max_creates_per_minute)
         self._lock = threading.Lock()
+        self._stopping = threading.Event()  # Ctrl-C: start nothing more
+        self._closed = False  # ... and, after the grace period, record nothing more
+        self._local = threading.local()  # .epoch: the pacer epoch of this thread's submission
         if hasattr(client, "on_throttle"):
-            client.on_throttle(ThrottleGate(self.pacer.on_throttle))
+            client.on_throttle(self._throttled)
+
+    def _throttled(self, retry_after: float | None) -> None:
+        """The client's 429 hook, called in the thread that got it before that thread retries.
+        A submission reports it to the pacer and waits there for its retry's slot; other calls
+        (refresh, cancel) are not paced."""
+        epoch = getattr(self._local, "epoch", None)
+        if epoch is None:
+            return
+        self.pacer.on_throttle(epoch)
+        epoch = self.pacer.acquire(retry=True)
+        if epoch is None:
+            raise ApplyInterrupted()  # a 429 created nothing: simply do not retry
+        self._local.epoch = epoch
 
     # -- state helpers ---------------------------------------------------------------------
     def _entry(self, change: Change) -> StateEntry:
@@ -102,6 +107,8 @@ class Executor:
 
     def _record(self, entry: StateEntry | None, address: str) -> None:
         with self._lock:
+            if self._closed:
+                raise ApplyInterrupted()
             self.store.record(entry, address)
             if entry is None:
                 self.entries.pop(address, None)
@@ -119,14 +126,24 @@ class Executor:
         return new
 
     # -- actions ---------------------------------------------------------------------------
-    def _submit(self, change: Change, submit) -> LiveJob:
-        """Record the request id, then submit a billed job under the pacer."""
+    def _submit(self, change: Change, send: Callable[[str], dict], finish: Callable[[dict], LiveJob],
+                before: Callable[[], None] | None = None) -> LiveJob:
+        """Wait for the pacer, record the request id, then submit a billed job."""
+        epoch = self.pacer.acquire()
+        if epoch is None:
+            raise ApplyInterrupted()
+        if before is not None:
+            before()
         entry = self._entry(change)
         request_id = new_request_id()
         self._record(replace(entry, request_id=request_id), change.address)
-        self.pacer.acquire()
-        job = submit(request_id)
-        self.pacer.on_success()
+        self._local.epoch = epoch
+        try:
+            answer = send(request_id)
+        finally:
+            epoch, self._local.epoch = self._local.epoch, None
+        self.pacer.on_success(epoch)
+        job = finish(answer)
         self._record_job(change, entry, job, request_id)
         return job
 
@@ -140,18 +157,17 @@ class Executor:
                 pass  # it finished meanwhile: nothing left to cancel
 
     def _create(self, change: Change) -> str:
-        if change.action is Action.REPLACE:
-            self._cancel_if_active(change)
-        job = self._submit(change, lambda rid: LiveJob.from_api(
-            self.client.create_job(change.parent, create_body(change), request_id=rid)))
+        # A replace cancels the old job once the new one may go, not before it waits its turn.
+        cancel = (lambda: self._cancel_if_active(change)) if change.action is Action.REPLACE else None
+        job = self._submit(change, lambda rid: self.client.create_job(change.parent, create_body(change), request_id=rid),
+                           LiveJob.from_api, before=cancel)
         return f"created {job.name}"
 
     def _rebase(self, change: Change) -> str:
         assert change.job is not None
         body = {"tunedModelRef": {"tuningJob": change.job.name}, "tuningJob": create_body(change)}
 
-        def submit(rid: str) -> LiveJob:
-            op = self.client.rebase_tuned_model(change.parent, body, request_id=rid)
+        def finish(op: dict) -> LiveJob:
             done = op if op.get("done") else self.client.wait_operation(
                 op["name"], timeout=self.options.operation_timeout)
             # A done operation without a proper job would record a nameless job in state.
@@ -159,7 +175,8 @@ class Executor:
 
             return LiveJob.from_api(check_tuning_job(done.get("response"), f"operation {op.get('name')}: response"))
 
-        job = self._submit(change, submit)
+        job = self._submit(change, lambda rid: self.client.rebase_tuned_model(change.parent, body, request_id=rid),
+                           finish)
         return f"rebased onto {job.raw.get('baseModel', '?')} as {job.name}"
 
     def _cancel(self, change: Change) -> str:
@@ -197,17 +214,18 @@ class Executor:
             Action.CANCEL: self._cancel, Action.ADOPT: self._adopt, Action.FORGET: self._forget,
             Action.NOOP: self._refresh,
         }[change.action]
-        if change.action.changes_anything:
+        shown = change.action.changes_anything
+        if shown:
             self.progress.start(self._label(change), change.action)
         try:
             message = handler(change)
         except ReconcilerError as exc:
-            if change.action.changes_anything:
+            if shown and not self._stopping.is_set():
                 self.progress.finish(self._label(change), f"FAILED: {exc}")
             return Outcome(change, False, str(exc))
         with self._lock:
             entry = self.entries.get(change.address)
-        if change.action.changes_anything:
+        if shown and not self._stopping.is_set():
             self.progress.finish(self._label(change), message)
         return Outcome(change, True, message, entry.job_name if entry else None)
 
@@ -215,5 +233,47 @@ class Executor:
         # A key shared by two locations is shown with its location, so progress lines stay unambiguous.
         keys = Counter(c.key for c in plan.changes)
         self.labels = {c.address: c.key if keys[c.key] == 1 else f"{c.key} ({c.location})" for c in plan.changes}
-        with ThreadPoolExecutor(max_workers=max(1, self.options.parallelism), thread_name_prefix="apply") as pool:
-            return list(pool.map(self.run_one, plan.changes))
+        changes = list(plan.changes)
+        outcomes: list[Outcome | None] = [None] * len(changes)
+        errors: list[BaseException] = []
+        taken = itertools.count()
+
+        def work() -> None:
+            while not self._stopping.is_set():
+                with self._lock:
+                    i = next(taken)
+                if i >= len(changes):
+                    return
+                try:
+                    outcomes[i] = self.run_one(changes[i])
+                except BaseException as exc:  # a bug: raised in the main thread below
+                    errors.append(exc)
+
+        # Daemon threads: after Ctrl-C the process need not wait for a request under way.
+        workers = [threading.Thread(target=work, name=f"apply-{n}", daemon=True)
+                   for n in range(min(max(1, self.options.parallelism), len(changes)))]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.25)
+        except KeyboardInterrupt:
+            self.interrupt(workers)
+            raise
+        if errors:
+            raise errors[0]
+        return [o for o in outcomes if o is not None]
+
+    def interrupt(self, workers: list[threading.Thread] | None = None, grace: float = INTERRUPT_GRACE) -> None:
+        """Stop: start no further change, let nobody waiting for the pacer submit, give the
+        requests under way `grace` seconds, then refuse all further records."""
+        self._stopping.set()
+        self.pacer.stop()
+        try:
+            deadline = time.monotonic() + grace
+            for worker in workers or []:
+                worker.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            with self._lock:  # waits for a record being written
+                self._closed = True

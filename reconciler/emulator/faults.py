@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from reconciler.emulator.config import EmulatorConfig
 
 DROPPABLE = frozenset({"create", "rebaseTunedModel"})  # commit, then lose the answer
+QUOTA_BURST_SECONDS = 10.0  # the submission quota's bucket holds this many seconds of it
 
 
 @dataclass
@@ -18,6 +20,9 @@ class FaultSettings:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     retry_after: int = 1
+    # Job submissions (create, rebase) accepted per minute, as Vertex AI's quota: a token bucket
+    # holding QUOTA_BURST_SECONDS of it; above it the answer is 429. 0: no quota.
+    quota_per_minute: float = 0.0
 
     @classmethod
     def from_config(cls, config: EmulatorConfig) -> FaultSettings:
@@ -35,8 +40,8 @@ class FaultSettings:
                 raise ValueError(f"fault setting {key!r} must be a number")
             current[key] = value
         new = FaultSettings(**current)
-        if new.latency_ms < 0 or new.retry_after < 0:
-            raise ValueError("latency_ms and retry_after must not be negative")
+        if new.latency_ms < 0 or new.retry_after < 0 or new.quota_per_minute < 0:
+            raise ValueError("latency_ms, retry_after and quota_per_minute must not be negative")
         if not (0 <= new.error_rate <= 1 and 0 <= new.drop_rate <= 1):
             raise ValueError("error_rate and drop_rate must lie between 0 and 1")
         new.retry_after = int(new.retry_after)
@@ -48,6 +53,7 @@ class Decision:
     latency_s: float = 0.0
     error: int | None = None  # 429 or 503
     drop: bool = False
+    quota: bool = False  # the 429 is the submission quota's
 
 
 class Faults:
@@ -62,13 +68,31 @@ class Faults:
         with self._lock:
             self.settings = FaultSettings.from_config(self._config)
             self._rng = random.Random(f"faults-{self._config.seed}")
+            self._fill_quota()
 
     def update(self, changes: dict[str, Any]) -> FaultSettings:
         with self._lock:
             self.settings = self.settings.updated(changes)
             if "seed" in changes:
                 self._rng = random.Random(f"faults-{changes['seed']}")
+            if "quota_per_minute" in changes:
+                self._fill_quota()
             return self.settings
+
+    def _fill_quota(self) -> None:
+        self._tokens = self.settings.quota_per_minute / 60.0 * QUOTA_BURST_SECONDS
+        self._refilled = time.monotonic()
+
+    def _over_quota(self) -> bool:
+        per_second = self.settings.quota_per_minute / 60.0
+        now = time.monotonic()
+        self._tokens = min(max(per_second * QUOTA_BURST_SECONDS, 1.0),
+                           self._tokens + (now - self._refilled) * per_second)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return True
+        self._tokens -= 1.0
+        return False
 
     def decide(self, method: str) -> Decision:
         with self._lock:
@@ -76,8 +100,11 @@ class Faults:
             error = None
             if s.error_rate > 0 and self._rng.random() < s.error_rate:
                 error = 429 if self._rng.random() < 0.5 else 503
+            quota = error is None and method in DROPPABLE and s.quota_per_minute > 0 and self._over_quota()
+            if quota:
+                error = 429
             drop = error is None and method in DROPPABLE and s.drop_rate > 0 and self._rng.random() < s.drop_rate
-            return Decision(s.latency_ms / 1000.0, error, drop)
+            return Decision(s.latency_ms / 1000.0, error, drop=drop, quota=quota)
 
 
 class Stats:
@@ -91,7 +118,7 @@ class Stats:
         with self._lock:
             self.requests: dict[str, int] = {}
             self.responses: dict[str, int] = {}  # HTTP status -> count
-            self.faults: dict[str, int] = {"429": 0, "503": 0, "dropped": 0}
+            self.faults: dict[str, int] = {"429": 0, "503": 0, "dropped": 0, "quota": 0}
             self.in_flight = 0
             self.max_in_flight = 0
 

@@ -116,7 +116,7 @@ class EmulatorApp:
                 if decision.latency_s > 0:
                     await asyncio.sleep(decision.latency_s)
                 if decision.error == 429:
-                    self.stats.fault("429")
+                    self.stats.fault("quota" if decision.quota else "429")
                     raise err.ResourceExhausted(
                         "Quota exceeded for aiplatform.googleapis.com/tuning_job_requests (emulated).",
                         details=[

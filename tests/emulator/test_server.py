@@ -314,6 +314,24 @@ def test_dropped_create_commits_the_job_and_breaks_the_connection(
     assert http.get(JOBS).status_code == 200
 
 
+def test_quota_per_minute_refuses_creates_above_it_with_429(
+    emulator: RunningEmulator, http: httpx.Client, admin: EmulatorAdmin
+) -> None:
+    admin.faults(quota_per_minute=60)  # one a second, ten in the bucket
+    codes = [http.post(JOBS, json=BODY).status_code for _ in range(14)]
+    assert codes.count(200) in (10, 11) and set(codes) == {200, 429}  # 11: a token refilled meanwhile
+    refused = http.post(JOBS, json=BODY)
+    assert refused.status_code == 429 and error_of(refused)["status"] == "RESOURCE_EXHAUSTED"
+    assert all(http.get(JOBS).status_code == 200 for _ in range(5))  # reads are not counted
+    time.sleep(1.1)
+    assert http.post(JOBS, json=BODY).status_code == 200  # a token came back
+    stats = admin.stats()
+    assert stats["faults"]["quota"] == codes.count(429) + 1 and stats["faults"]["429"] == 0
+    assert len(emulator.backend.jobs) == codes.count(200) + 1
+    with pytest.raises(AdminError, match="must not be negative"):
+        admin.faults(quota_per_minute=-1)
+
+
 def test_latency_does_not_block_16_concurrent_requests(emulator: RunningEmulator, admin: EmulatorAdmin) -> None:
     admin.faults(latency_ms=300)
     headers = {"Authorization": f"Bearer {emulator.token}"}
@@ -406,4 +424,5 @@ def test_admin_seed_with_spec_and_faults_read_back(http: httpx.Client, admin: Em
         admin.seed(PARENT, 1, spec={"supervisedTuningSpec": {"trainingDatasetUri": "gs://b/t.jsonl"}})
     admin.faults(latency_ms=5, error_rate=0.25)
     settings = http.get("/__emulator/faults").json()
-    assert settings == {"latency_ms": 5, "error_rate": 0.25, "drop_rate": 0.0, "retry_after": 1}
+    assert settings == {"latency_ms": 5, "error_rate": 0.25, "drop_rate": 0.0, "retry_after": 1,
+                        "quota_per_minute": 0.0}
