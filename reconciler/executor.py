@@ -19,7 +19,6 @@ import itertools
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -30,6 +29,7 @@ from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED
 from reconciler.pacer import Pacer
 from reconciler.plans import Change, Plan
 from reconciler.progress import Progress
+from reconciler.render import key_labels
 from reconciler.state import State, StateEntry
 
 
@@ -231,8 +231,7 @@ class Executor:
 
     def run(self, plan: Plan) -> list[Outcome]:
         # A key shared by two locations is shown with its location, so progress lines stay unambiguous.
-        keys = Counter(c.key for c in plan.changes)
-        self.labels = {c.address: c.key if keys[c.key] == 1 else f"{c.key} ({c.location})" for c in plan.changes}
+        self.labels = key_labels((c.address, c.key, c.location) for c in plan.changes)
         changes = list(plan.changes)
         outcomes: list[Outcome | None] = [None] * len(changes)
         errors: list[BaseException] = []
