@@ -623,7 +623,7 @@ class TuningClient:
             retry_after: float | None = None
             try:
                 response = self._send(op, method, resource, path, params, body)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:  # (an undecodable body: bad gzip, say)
                 error: ReconcilerError = TransportError(
                     self._scrub(f"could not complete {context}: {type(exc).__name__}: {str(exc) or 'no detail'}")
                 )
@@ -648,7 +648,9 @@ class TuningClient:
                     raise error
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if response.status_code == 429:
+                    waited = time.monotonic()
                     self._throttled(retry_after)  # a 429 is a refusal: nothing was created
+                    budget.pause(time.monotonic() - waited)  # a slot in the apply's queue is not a retry
                 else:
                     may_have_committed = True
             delay = budget.next_delay(retry_after)

@@ -67,7 +67,7 @@ class ApplyInterrupted(ReconcilerError):
         super().__init__("interrupted")
 
 
-INTERRUPT_GRACE = 2.0  # seconds that requests under way get after Ctrl-C
+INTERRUPT_GRACE = 15.0  # seconds that requests under way get after Ctrl-C (a second Ctrl-C: none)
 
 
 class Executor:
@@ -269,9 +269,18 @@ class Executor:
         requests under way `grace` seconds, then refuse all further records."""
         self._stopping.set()
         self.pacer.stop()
+        started = [w for w in workers or [] if w.ident is not None]  # Ctrl-C may come mid-start
         try:
             deadline = time.monotonic() + grace
-            for worker in workers or []:
+            for worker in started:
+                worker.join(min(0.5, grace))
+            busy = sum(1 for w in started if w.is_alive())
+            if busy:
+                # An answer not recorded is healed by adoption on the next apply; recording it now
+                # is better still, so wait, unless the user insists.
+                self.progress.line(f"Interrupted: waiting up to {grace:.0f}s for {busy} request(s) under way "
+                                   "to be recorded (Ctrl-C again to stop at once)...")
+            for worker in started:
                 worker.join(max(0.0, deadline - time.monotonic()))
         finally:
             with self._lock:  # waits for a record being written

@@ -72,9 +72,24 @@ def _one_address_per_job(changes: list[Change], problems: list[PlanProblem], wan
                     f"job {name} is also claimed by {claimants[0].address}: two manifests name one job "
                     "(a project given by id in one and by number in the other?); keep one of them")))
                 blocked.add(extra.address)
+    elsewhere = {(d.key, d.location): d.address for d in wanted.values()}
+    by_address = {c.address: c for c in changes}
     out: list[Change] = []
     for c in changes:
         claimant = claims.get(c.job.name, [None])[0] if c.job is not None else None
+        twin = elsewhere.get((c.key, c.location)) if c.address not in wanted else None
+        if (twin is not None and claimant is None and c.job is not None
+                and (c.action is Action.CANCEL or by_address[twin].action is Action.CREATE)):
+            # The same key and location under another project: the project id swapped for its
+            # number (or back), or a real move. Guessing wrong would cancel a job the manifests
+            # want, or bill a second one for them.
+            out.append(replace(c, action=Action.NOOP, detail=f"key now declared as {twin}"))
+            problems.append(PlanProblem(c.address, (
+                f"key left {c.address} but {twin} declares it, while state tracks its "
+                f"{c.job.state.removeprefix('JOB_STATE_')} job {c.job.name} here: if both name the "
+                f"same project (id and number), run `reconciler state mv {c.address} {twin}`; if not, "
+                f"cancel the job yourself if it should stop, and `reconciler state rm {c.address}`")))
+            continue
         if c.address not in wanted and claimant is not None and claimant.address != c.address:
             # The key moved: stop tracking it here, never cancel the job the new address keeps.
             out.append(replace(c, action=Action.FORGET, reason=Reason.KEY_MOVED,
@@ -141,6 +156,17 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
                 f"another active job carries this key's labels besides the tracked {current.name} "
                 f"({current.short_state}): {names}; both are billed; cancel the one you do not want (to track "
                 f"the other instead: `reconciler state rm {d.key}`, then `reconciler import {d.key} JOB`)")
+    if (entry is None or not entry.job_name) and not passed_over:
+        actives = [j for j in live.jobs_for_key(d.project, d.location, d.key)
+                   if j.state in ACTIVE_STATES and j.state != "JOB_STATE_CANCELLING"
+                   and not (entry is not None and entry.request_id and j.request_label == entry.request_id)]
+        if len(actives) > 1:  # adopting one would leave the others billed and untracked
+            names = ", ".join(f"{j.name} ({j.short_state})" for j in actives)
+            return (Change(action=Action.NOOP, reason=Reason.UNTRACKED_JOB, detail=f"{len(actives)} active "
+                           "labelled jobs for this key", before=normalize_spec(actives[0].raw), after=after,
+                           job=JobRef.of(actives[0]), **base),
+                    f"{len(actives)} active jobs carry this key's labels and state tracks none of them: {names}; "
+                    f"cancel all but one, or `reconciler import {d.key} JOB` the one to keep")
     lost = _untracked(d, entry, live, passed_over)
     recorded = bool(lost is not None and entry is not None and entry.request_id
                     and lost.request_label == entry.request_id)

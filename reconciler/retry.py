@@ -87,6 +87,11 @@ class RetryBudget:
     def elapsed(self) -> float:
         return self.clock() - self.started
 
+    def pause(self, seconds: float) -> None:
+        """Time spent waiting for something other than the service (the apply's pacer): not
+        counted against the total."""
+        self.started += max(0.0, seconds)
+
     def next_delay(self, retry_after: float | None = None) -> float | None:
         """Record a failed attempt; return how long to wait before the next, or None to give up.
 

@@ -654,3 +654,33 @@ def test_closed_client_refuses_requests() -> None:
     client.close()
     with pytest.raises(ReconcilerError, match="closed"):
         client.get_job(f"{PARENT}/tuningJobs/1")
+
+
+def test_an_undecodable_answer_is_a_clear_error_not_a_crash():
+    """A body that claims gzip but is not: retried like a lost answer, then a TransportError."""
+    hits: list[str] = []
+
+    class BadGzip(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b"definitely not gzip"
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-encoding", "gzip")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), BadGzip) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        options = ClientOptions(endpoint=f"http://127.0.0.1:{server.server_address[1]}", access_token="t0k",
+                                initial_backoff=0.001, max_backoff=0.01, max_attempts=3)
+        with TuningClient(options) as client, pytest.raises(TransportError) as info:
+            client.get_job("projects/p/locations/us-central1/tuningJobs/1")
+        server.shutdown()
+    assert str(info.value).startswith("could not complete GET projects/p/locations/us-central1/tuningJobs/1: "
+                                      "DecodingError")
+    assert "gave up after 3 attempts" in str(info.value) and len(hits) == 3

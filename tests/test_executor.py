@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.executor import INTERRUPT_GRACE
 from reconciler.model import KEY_LABEL, REQUEST_LABEL
 from reconciler.state_store import StateStore
 
@@ -63,7 +62,7 @@ def test_ctrl_c_during_apply_starts_nothing_more_and_the_next_apply_completes(en
     returned = time.monotonic()
     out, err = capsys.readouterr()
     assert code == 130 and "Interrupted." in err, out + err
-    assert returned - seen["at"] < INTERRUPT_GRACE + 1.0  # not after the waiting workers' turns
+    assert returned - seen["at"] < 3.0  # not after the waiting workers' turns
 
     # At most the one create under way went on; no waiting or queued one was sent, then or later.
     created = len(_jobs(env))

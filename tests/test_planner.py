@@ -301,3 +301,25 @@ def test_a_second_active_job_for_a_key_is_a_problem_not_a_silent_adoption():
     done = job(1, state="JOB_STATE_SUCCEEDED")
     c, p = one([desired()], state_of(entry(done)), live_of(done, stray))
     assert (c.action, c.job.name, p.problems) == (Action.ADOPT, stray.name, [])
+
+
+def test_several_untracked_active_jobs_for_a_new_key_are_a_problem():
+    a, b = job(1), job(2, state="JOB_STATE_PENDING")
+    c, p = one([desired()], State(), live_of(a, b))
+    assert c.action is Action.NOOP and c.job.name == b.name
+    assert p.problems[0].message.startswith("2 active jobs carry this key's labels and state tracks none of them: "
+                                            f"{b.name} (PENDING), {a.name} (RUNNING)")
+
+
+def test_key_moving_project_is_a_problem_when_the_job_cannot_be_matched():
+    # An imported, unlabelled job is invisible to the labelled list: the new address would create.
+    j = job(1, hash_label=False)
+    j = LiveJob.from_api({**j.raw, "labels": {}})
+    old = entry(j)
+    moved = DesiredJob(key="k", project="other-spelling", location=L, spec=SPEC, lifecycle=Lifecycle())
+    p = plan([moved], state_of(old), LiveView(listed={}, fetched={j.name: j}))
+    by = {c.address: c for c in p.changes}
+    assert by[f"{P}/{L}/k"].action is Action.NOOP and not any(c.action is Action.CANCEL for c in p.changes)
+    (problem,) = p.problems
+    assert problem.address == f"{P}/{L}/k"
+    assert f"run `reconciler state mv {P}/{L}/k other-spelling/{L}/k`" in problem.message

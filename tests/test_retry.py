@@ -74,6 +74,15 @@ def test_budget_bounds_total_time() -> None:
     assert budget.next_delay(retry_after=2.0) is None
 
 
+def test_time_waiting_in_the_apply_queue_is_not_spent_from_the_budget() -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=100, max_total_seconds=10.0, initial_backoff=1.0, max_backoff=1.0)
+    budget = RetryBudget(policy, rng=random.Random(1), clock=clock)
+    clock.now += 30.0  # waited 30 s for a pacer slot
+    budget.pause(30.0)
+    assert budget.elapsed() == 0.0 and budget.next_delay() is not None
+
+
 def test_retry_after_is_a_floor() -> None:
     policy = RetryPolicy(initial_backoff=0.01, max_backoff=0.01, max_total_seconds=60)
     budget = RetryBudget(policy, rng=random.Random(3), clock=FakeClock())

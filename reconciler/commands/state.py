@@ -1,4 +1,4 @@
-"""`reconciler state list|show|rm`: inspect and edit the state file by hand."""
+"""`reconciler state list|show|rm|mv`: inspect and edit the state file by hand."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from reconciler.cli import add_state_option
 if TYPE_CHECKING:
     from reconciler.state import State, StateEntry
 
-HELP = "inspect the state file or stop tracking keys (state list | show KEY | rm KEY...)"
+HELP = "inspect the state file, stop tracking keys or move one (state list | show KEY | rm KEY... | mv FROM TO)"
 FORMAT_VERSION = "1"
 
 
@@ -39,12 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_rm.add_argument("keys", metavar="KEY", nargs="+", help="key or PROJECT/LOCATION/KEY")
     p_rm.add_argument("--dry-run", action="store_true", help="show what would be removed")
 
+    p_mv = sub.add_parser("mv", help="track a key under another project spelling (id or number)",
+                          description="Move an entry to another address with the same key and "
+                          "location, e.g. when a manifest names its project by number instead of "
+                          "id. Nothing is changed in Vertex AI.")
+    add_state_option(p_mv)
+    p_mv.add_argument("source", metavar="FROM", help="PROJECT/LOCATION/KEY tracked now")
+    p_mv.add_argument("target", metavar="TO", help="PROJECT/LOCATION/KEY to track it as")
+
 
 def run(args: argparse.Namespace) -> int:
     if args.state_command == "list":
         return _list(args)
     if args.state_command == "show":
         return _show(args)
+    if args.state_command == "mv":
+        return _mv(args)
     return _rm(args)
 
 
@@ -166,6 +176,36 @@ def _rm(args: argparse.Namespace) -> int:
     noun = "entry" if len(chosen) == 1 else "entries"
     print(f"Removed {len(chosen)} {noun} from {args.state} (serial {state.serial}). "
           "The jobs themselves were not changed.")
+    return 0
+
+
+def _mv(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from reconciler.errors import StateError
+    from reconciler.state_store import StateStore
+
+    parts = [args.source.split("/"), args.target.split("/")]
+    if any(len(p) != 3 or not all(p) for p in parts):
+        raise StateError("give both addresses in full, PROJECT/LOCATION/KEY")
+    (_, loc, key), (project, new_loc, new_key) = parts
+    if (loc, key) != (new_loc, new_key):
+        # The job's labels name its key, and its name its location: neither can follow a move.
+        raise StateError("state mv changes only the project spelling: key and location must stay the same")
+    store = StateStore(args.state)
+    if not store.exists():
+        raise StateError(f"state file {args.state} does not exist: nothing to move")
+    with store.lock("state mv", timeout=args.lock_timeout):
+        state = store.load()
+        entry = state.entries.get(args.source)
+        if entry is None:
+            _find(state, args.source, args.state)  # raises, listing what is tracked
+        if args.target in state.entries:
+            raise StateError(f"{args.target} is already tracked; `reconciler state rm` it first")
+        del state.entries[args.source]
+        state.entries[args.target] = replace(entry, project=project)
+        store.save(state)
+    print(f"Moved {args.source} to {args.target} (serial {state.serial}). The job itself was not changed.")
     return 0
 
 

@@ -129,3 +129,25 @@ def test_a_target_that_names_nothing_is_an_error_not_an_empty_plan(ws):
     assert result.err == ("Error: --target alpah: no such key in the manifests or the state "
                           "(give a key or project/location/key)\n")
     assert ws.plan("--target", f"{PROJECT}/{LOCATION}/alpha").code == 0
+
+
+def test_a_moved_key_whose_job_cannot_be_matched_is_refused_and_state_mv_moves_it(ws):
+    ws.job("alpha")
+    spec = {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
+        "trainingDatasetUri": "gs://bucket/train.jsonl", "hyperParameters": {"epochCount": "3"}}}
+    hand = ws.admin.seed(PARENT, 1, state="JOB_STATE_RUNNING", spec=spec)[0]
+    assert ws.run("import", "alpha", hand, str(ws.manifests)).code == 0
+    number = hand.split("/")[1]
+    text = (ws.manifests / "alpha.yaml").read_text().replace("  name: alpha\n", f"  name: alpha\n  project: '{number}'\n")
+    (ws.manifests / "alpha.yaml").write_text(text)
+    old, new = f"{PROJECT}/{LOCATION}/alpha", f"{number}/{LOCATION}/alpha"
+    plan = ws.plan()
+    assert plan.code == 1 and f"run `reconciler state mv {old} {new}`" in plan.out
+    assert ws.apply().code == 1 and len(live_jobs(ws)) == 1  # nothing cancelled, nothing created
+    moved = ws.run("state", "mv", old, new, "--state", str(ws.state), state=False)
+    assert moved.code == 0 and moved.out.startswith(f"Moved {old} to {new}")
+    assert list(ws.state_json()["entries"]) == [new]
+    assert ws.state_json()["entries"][new]["imported"] is True
+    assert ws.plan("--detailed-exitcode").code == 0
+    refused = ws.run("state", "mv", new, f"{PROJECT}/europe-west4/alpha", "--state", str(ws.state), state=False)
+    assert refused.code == 1 and "key and location must stay the same" in refused.err
