@@ -161,12 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-rate", type=float, default=0.02)
     parser.add_argument("--fault-timeout", type=float, default=300.0,
                         help="stop the faulty apply after this many seconds, then resume without faults")
-    parser.add_argument("--quick", action="store_true", help="small run for smoke tests")
     parser.add_argument("--faults-only", action="store_true",
                         help="run only the fault case (N creates), print its figures, leave the README alone")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="README to write the figures into (default: bench/README.md, none with --quick)")
+    h.add_output_args(parser)
     args = parser.parse_args(argv)
     big_factor = 10
     fault_jobs = args.jobs
@@ -175,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         args.drop_rate = max(args.drop_rate, 0.15)  # so that the small run drops some creates too
     if args.faults_only:
         return faults_only(args, fault_jobs)
-    readme = args.readme if args.readme is not None else (None if args.quick else h.README)
+    readme = h.readme_for(args)
     n, big = args.jobs, args.jobs * big_factor
 
     with tempfile.TemporaryDirectory(prefix="apply-bench-") as tmp, h.emulator(args.latency_ms) as emu:

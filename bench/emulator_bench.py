@@ -82,14 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--quick", action="store_true", help="small run for smoke tests")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="README to write the figures into (default: bench/README.md, none with --quick)")
+    h.add_output_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs, args.seconds = 500, 0.5
-    readme = args.readme if args.readme is not None else (None if args.quick else h.README)
+    readme = h.readme_for(args)
 
     from reconciler.refresh import MANAGED_FILTER, plan_fields
 

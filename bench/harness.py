@@ -331,6 +331,19 @@ def update_readme(section: str, markdown: str, path: Path | None = README) -> No
     path.write_text(text, encoding="utf-8")
 
 
+def add_output_args(parser, quick_help: str = "small run for smoke tests") -> None:
+    """--quick, --json and --readme, as every benchmark script takes them."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README to write the figures into (default: bench/README.md, none with --quick)")
+
+
+def readme_for(args) -> Path | None:
+    """Where a script writes its figures: --readme, else bench/README.md unless --quick."""
+    return args.readme if args.readme is not None else (None if args.quick else README)
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 

@@ -105,14 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--naive-parallelism", type=int, default=NAIVE_PARALLELISM)
-    parser.add_argument("--quick", action="store_true", help="small run for smoke tests (300 jobs)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="README to write the figures into (default: bench/README.md, none with --quick)")
+    h.add_output_args(parser, "small run for smoke tests (300 jobs)")
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs = 300
-    readme = args.readme if args.readme is not None else (None if args.quick else h.README)
+    readme = h.readme_for(args)
 
     from reconciler.emulator.config import MAX_PAGE_SIZE
 

@@ -59,14 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_SIZES))
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs per size up to 10,000 (best is kept)")
-    parser.add_argument("--quick", action="store_true", help="small run for smoke tests")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="README to write the figures into (default: bench/README.md, none with --quick)")
+    h.add_output_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats = list(QUICK_SIZES), 1
-    readme = args.readme if args.readme is not None else (None if args.quick else h.README)
+    readme = h.readme_for(args)
     sizes = sorted(args.sizes)
 
     rows = measure(sizes, args.latency_ms, args.repeats)
