@@ -131,11 +131,11 @@ def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView,
 
 
 def _other_active(d: DesiredJob, entry: StateEntry, live: LiveView) -> list[LiveJob]:
-    """Active labelled jobs for the key besides the tracked one: not history, not our own
-    pending create (a replace whose new job was not yet recorded), not already being cancelled."""
-    known = {entry.job_name, *entry.history}
+    """Active labelled jobs for the key besides the tracked one (an earlier job whose cancel did
+    not take counts too), except our own pending create (a replace whose new job was not yet
+    recorded) and jobs already being cancelled."""
     return [j for j in live.jobs_for_key(d.project, d.location, d.key)
-            if j.name not in known and j.state in ACTIVE_STATES and j.state != "JOB_STATE_CANCELLING"
+            if j.name != entry.job_name and j.state in ACTIVE_STATES and j.state != "JOB_STATE_CANCELLING"
             and not (entry.request_id and j.request_label == entry.request_id)]
 
 

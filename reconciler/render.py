@@ -112,6 +112,9 @@ def render_plan(plan: Plan, style: Style) -> str:
     for problem in plan.problems:
         out.append(style("31", f"Error: {clean(problem.address)}: {clean(problem.message)}"))
     if plan.problems:
+        blocked = {p.address for p in plan.problems}
+        if any(c.action.changes_anything and c.address not in blocked for c in plan.changes):
+            out.append("Nothing is applied while a problem stands; `--target KEY` applies other keys meanwhile.")
         out.append("")
     out.append(style.bold(plan.summary()))
     return "\n".join(out) + "\n"

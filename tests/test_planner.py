@@ -323,3 +323,11 @@ def test_key_moving_project_is_a_problem_when_the_job_cannot_be_matched():
     (problem,) = p.problems
     assert problem.address == f"{P}/{L}/k"
     assert f"run `reconciler state mv {P}/{L}/k other-spelling/{L}/k`" in problem.message
+
+
+def test_an_earlier_job_still_running_after_its_cancel_is_a_problem():
+    earlier, current = job(1), job(2)
+    e = StateEntry(key="k", project=P, location=L, job_name=current.name, spec_hash=spec_hash(SPEC),
+                   job_state=current.state, history=[earlier.name])
+    c, p = one([desired()], state_of(e), live_of(earlier, current))
+    assert c.action is Action.NOOP and earlier.name in p.problems[0].message

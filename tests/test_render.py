@@ -48,3 +48,13 @@ def test_key_labels_add_the_location_only_where_a_key_repeats():
                          ("p/us-central1/solo", "solo", "us-central1"), ("p/us-central1/x", "x\x1b[2J", "us-central1")])
     assert labels == {"p/us-central1/faq": "faq (us-central1)", "p/europe-west4/faq": "faq (europe-west4)",
                       "p/us-central1/solo": "solo", "p/us-central1/x": "x?[2J"}
+
+
+def test_a_problem_says_how_to_apply_the_other_keys_meanwhile():
+    plan = Plan(changes=[change(Action.NOOP, key="a", reason=Reason.UNCHANGED), change(Action.CREATE, key="b")],
+                problems=[PlanProblem("p/l/a", "refused")])
+    text = render_plan(plan, Style(False))
+    assert "Error: p/l/a: refused\nNothing is applied while a problem stands; `--target KEY` applies other keys" in text
+    alone = render_plan(Plan(changes=[change(Action.NOOP, key="a", reason=Reason.UNCHANGED)],
+                             problems=[PlanProblem("p/l/a", "refused")]), Style(False))
+    assert "--target" not in alone
