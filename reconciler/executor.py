@@ -272,8 +272,9 @@ class Executor:
         started = [w for w in workers or [] if w.ident is not None]  # Ctrl-C may come mid-start
         try:
             deadline = time.monotonic() + grace
+            quick = time.monotonic() + min(0.5, grace)  # most requests end by then: say nothing
             for worker in started:
-                worker.join(min(0.5, grace))
+                worker.join(max(0.0, quick - time.monotonic()))
             busy = sum(1 for w in started if w.is_alive())
             if busy:
                 # An answer not recorded is healed by adoption on the next apply; recording it now

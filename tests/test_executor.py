@@ -4,6 +4,7 @@ that the next apply completes without a duplicate."""
 from __future__ import annotations
 
 import _thread
+import re
 import threading
 import time
 from pathlib import Path
@@ -84,3 +85,33 @@ def test_ctrl_c_during_apply_starts_nothing_more_and_the_next_apply_completes(en
     assert main([*args, "--parallelism", "8"]) == 0, capsys.readouterr()
     assert "Apply complete!" in capsys.readouterr().out
     assert sorted(job["labels"][KEY_LABEL] for job in _jobs(env)) == keys
+
+
+def test_ctrl_c_waits_for_slow_requests_under_way_and_records_them(emulator_factory, monkeypatch, tmp_path, capsys):
+    emulator = emulator_factory(virtual_clock=True, latency_ms=1500)  # every request takes 1.5 s
+    monkeypatch.setenv("RECONCILER_ENDPOINT", emulator.url)
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", emulator.token)
+    keys = [f"slow-{i}" for i in range(6)]
+    state = tmp_path / "state" / "default.json"
+    args = ["apply", str(_manifests(tmp_path / "m", keys)), "--auto-approve", "--no-color", "--state", str(state),
+            "--project", PROJECT, "--location", LOCATION, "--parallelism", "2"]
+
+    def press_ctrl_c() -> None:  # once the first creates are on the wire (the list took 1.5 s)
+        deadline = time.monotonic() + 30
+        while not Path(f"{state}.journal").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    assert main(args) == 130
+    out = capsys.readouterr().out
+    waited = re.search(r"Interrupted: waiting up to 15s for (\d) request\(s\) under way to be recorded", out)
+    assert waited, out
+    # The creates under way finished and were recorded as jobs, not left as request ids only.
+    jobs = _jobs(emulator)
+    assert 1 <= len(jobs) <= 2  # at most one per worker: nothing new started after Ctrl-C
+    store = StateStore(state)
+    with store.lock("test"):
+        recorded = {e.job_name for e in store.load().entries.values() if e.job_name}
+    assert recorded == {job["name"] for job in jobs}
