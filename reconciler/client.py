@@ -274,6 +274,15 @@ def _check_page(page: dict, key: str, where: str, fields: str | None = None) -> 
     return items
 
 
+def _page_size(page_size: int | None) -> dict[str, str]:
+    """The pageSize query parameter of a list call ({} for the server's default)."""
+    if page_size is None:
+        return {}
+    if page_size < 1:
+        raise ValueError("page_size must be positive")
+    return {"pageSize": str(page_size)}
+
+
 # --------------------------------------------------------------------------- names
 
 
@@ -393,11 +402,8 @@ class TuningClient:
             params["filter"] = filter
         if fields:
             params["fields"] = fields
-        if page_size is not None:
-            if page_size < 1:
-                raise ValueError("page_size must be positive")
-            params["pageSize"] = str(page_size)
-        return self._paginate("list", parent, f"{parent}/tuningJobs", params, "tuningJobs")
+        return self._paginate("list", parent, f"{parent}/tuningJobs", {**params, **_page_size(page_size)},
+                              "tuningJobs")
 
     def get_job(self, name: str) -> dict:
         _check(_JOB, name, "tuning job name")
@@ -464,12 +470,8 @@ class TuningClient:
     def list_operations(self, job_name: str, page_size: int | None = None) -> Iterator[dict]:
         """operations.list: every operation of a job, fetched lazily page by page."""
         _check(_JOB, job_name, "tuning job name")
-        params: dict[str, str] = {}
-        if page_size is not None:
-            if page_size < 1:
-                raise ValueError("page_size must be positive")
-            params["pageSize"] = str(page_size)
-        return self._paginate("list_operations", job_name, f"{job_name}/operations", params, "operations")
+        return self._paginate("list_operations", job_name, f"{job_name}/operations", _page_size(page_size),
+                              "operations")
 
     def cancel_operation(self, name: str) -> None:
         """operations.cancel: ask the server to stop the operation (a no-op once it is done).

@@ -24,6 +24,7 @@ from reconciler.actions import Action, Reason
 from reconciler.differ import FieldChange
 from reconciler.live import LiveJob, LiveView, labels_changed
 from reconciler.model import ACTIVE_STATES, DesiredJob, SourcePos
+from reconciler.planner import targeted
 from reconciler.plans import Change, Plan
 from reconciler.state import State
 
@@ -165,11 +166,6 @@ class DriftReport:
 
 
 # --- building ------------------------------------------------------------------------------
-
-
-def _targeted(address: str, targets: set[str] | None) -> bool:
-    # The planner's rule: a target is an address or a bare key.
-    return targets is None or address in targets or address.rsplit("/", 1)[-1] in targets
 
 
 def _pending_kind(change: Change, blocked: set[str]) -> str | None:
@@ -395,7 +391,7 @@ def build_report(
     wanted = {d.address: d for d in desired}
     items = _change_items(plan, wanted)
     items += [i for i in _out_of_band_items(state, live, wanted) + _stray_items(state, live, plan)
-              if _targeted(i.address, chosen)]
+              if targeted(i.address, chosen)]
     if unmanaged is not None and chosen is None:  # unmanaged jobs have no key to target
         items += _unmanaged_items(unmanaged)
     items = _apply_ignores(items, wanted, rules)

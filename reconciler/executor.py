@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from reconciler.actions import Action
+from reconciler.client import check_tuning_job
 from reconciler.errors import ReconcilerError
 from reconciler.live import LiveJob
 from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
@@ -171,8 +172,6 @@ class Executor:
             done = op if op.get("done") else self.client.wait_operation(
                 op["name"], timeout=self.options.operation_timeout)
             # A done operation without a proper job would record a nameless job in state.
-            from reconciler.client import check_tuning_job
-
             return LiveJob.from_api(check_tuning_job(done.get("response"), f"operation {op.get('name')}: response"))
 
         job = self._submit(change, lambda rid: self.client.rebase_tuned_model(change.parent, body, request_id=rid),

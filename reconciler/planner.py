@@ -47,10 +47,15 @@ def plan(
     changes, problems = _one_address_per_job(changes, problems, wanted, state)
     if targets is not None:
         chosen = set(targets)
-        changes = [c for c in changes if c.address in chosen or c.key in chosen]
+        changes = [c for c in changes if targeted(c.address, chosen)]
         kept = {c.address for c in changes}
         problems = [p for p in problems if p.address in kept]
     return Plan(changes=changes, problems=problems, lineage=state.lineage, serial=state.serial)
+
+
+def targeted(address: str, targets: set[str] | None) -> bool:
+    """Whether `--target` picks `address`: no targets, the address itself, or its bare key."""
+    return targets is None or address in targets or address.rsplit("/", 1)[-1] in targets
 
 
 def _one_address_per_job(changes: list[Change], problems: list[PlanProblem], wanted: dict[str, DesiredJob],
@@ -130,13 +135,15 @@ def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView,
     return None
 
 
-def _other_active(d: DesiredJob, entry: StateEntry, live: LiveView) -> list[LiveJob]:
+def _billed_untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -> list[LiveJob]:
     """Active labelled jobs for the key besides the tracked one (an earlier job whose cancel did
     not take counts too), except our own pending create (a replace whose new job was not yet
     recorded) and jobs already being cancelled."""
+    tracked = entry.job_name if entry is not None else None
+    own = entry.request_id if entry is not None else None
     return [j for j in live.jobs_for_key(d.project, d.location, d.key)
-            if j.name != entry.job_name and j.state in ACTIVE_STATES and j.state != "JOB_STATE_CANCELLING"
-            and not (entry.request_id and j.request_label == entry.request_id)]
+            if j.name != tracked and j.state in ACTIVE_STATES and j.state != "JOB_STATE_CANCELLING"
+            and not (own and j.request_label == own)]
 
 
 def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
@@ -148,7 +155,7 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
     if current is not None and current.state in ACTIVE_STATES and not passed_over:
         # Two active jobs for one key are billed twice. Which to keep is the user's call: adopting
         # one would leave the other running, untracked and unreported.
-        strays = _other_active(d, entry, live)  # type: ignore[arg-type]
+        strays = _billed_untracked(d, entry, live)
         if strays:
             change, other = _plan_desired(d, entry, live, frozenset(j.name for j in strays))
             names = ", ".join(f"{j.name} ({j.short_state})" for j in strays)
@@ -156,10 +163,8 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
                 f"another active job carries this key's labels besides the tracked {current.name} "
                 f"({current.short_state}): {names}; both are billed; cancel the one you do not want (to track "
                 f"the other instead: `reconciler state rm {d.key}`, then `reconciler import {d.key} JOB`)")
-    if (entry is None or not entry.job_name) and not passed_over:
-        actives = [j for j in live.jobs_for_key(d.project, d.location, d.key)
-                   if j.state in ACTIVE_STATES and j.state != "JOB_STATE_CANCELLING"
-                   and not (entry is not None and entry.request_id and j.request_label == entry.request_id)]
+    if entry is None or not entry.job_name:
+        actives = _billed_untracked(d, entry, live)
         if len(actives) > 1:  # adopting one would leave the others billed and untracked
             names = ", ".join(f"{j.name} ({j.short_state})" for j in actives)
             return (Change(action=Action.NOOP, reason=Reason.UNTRACKED_JOB, detail=f"{len(actives)} active "

@@ -76,7 +76,7 @@ def make_plan(args: argparse.Namespace, store, client, desired: list[DesiredJob]
         state = store.load()
         if from_manifests and args.target:
             _check_targets(args.target, desired, state)
-        live = refresh(client, desired, state, parallelism=max(1, args.parallelism), fields=plan_fields())
+        live = refresh(client, desired, state, parallelism=args.parallelism, fields=plan_fields())
         planned = plan(desired, state, live, targets=args.target)
     if not store.exists():
         planned.lineage = None  # no state yet: its lineage is fixed only by the first write
@@ -87,9 +87,10 @@ def _check_targets(targets: list[str], desired: list[DesiredJob], state: State) 
     """A --target that names nothing is a typo, not an empty plan to wave through."""
     from reconciler.errors import ConfigError
 
+    from reconciler.planner import targeted
+
     known = {d.address for d in desired} | set(state.entries)
-    keys = {a.rsplit("/", 1)[-1] for a in known}
-    unknown = [t for t in targets if t not in known and t not in keys]
+    unknown = [t for t in targets if not any(targeted(a, {t}) for a in known)]
     if unknown:
         raise ConfigError(f"--target {', '.join(unknown)}: no such key in the manifests or the state "
                           "(give a key or project/location/key)")

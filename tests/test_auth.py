@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from http_reply import reply
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -46,13 +48,7 @@ class LocalServer:
                 length = int(self.headers.get("content-length") or 0)
                 self.body = self.rfile.read(length) if length else b""
                 outer.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                status, payload = respond(self)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, *respond(self))
 
             do_GET = do_POST = _handle
 

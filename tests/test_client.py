@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from http_reply import reply
+
 from reconciler.client import (
     ApiError,
     ClientOptions,
@@ -374,11 +376,7 @@ class _LossyGateway(BaseHTTPRequestHandler):
         if self.command == "DELETE":
             status, content = 503, json.dumps({"error": {"code": 503, "status": "UNAVAILABLE",
                                                          "message": "The service is currently unavailable."}}).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
+        reply(self, status, content)
 
     do_GET = do_POST = do_DELETE = _forward
 
@@ -552,12 +550,7 @@ class _HtmlGateway(BaseHTTPRequestHandler):
     """What a broken proxy in front of the API might say."""
 
     def do_GET(self) -> None:
-        body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-        self.send_response(502)
-        self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
 
     def log_message(self, *args: object) -> None:
         pass
@@ -624,13 +617,8 @@ def test_token_echoed_by_a_server_is_scrubbed() -> None:
 
     class Echo(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = ('{"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied for %s"}}'
-                    % self.headers["authorization"]).encode()
-            self.send_response(403)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply(self, 403, {"error": {"code": 403, "status": "PERMISSION_DENIED",
+                                        "message": f"denied for {self.headers['authorization']}"}})
 
         def log_message(self, *args: object) -> None:
             pass
@@ -663,13 +651,7 @@ def test_an_undecodable_answer_is_a_clear_error_not_a_crash():
     class BadGzip(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             hits.append(self.path)
-            body = b"definitely not gzip"
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-encoding", "gzip")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply(self, 200, b"definitely not gzip", headers={"content-encoding": "gzip"})
 
         def log_message(self, *args) -> None:
             pass

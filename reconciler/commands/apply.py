@@ -13,9 +13,8 @@ PROMPT = ("\nDo you want to perform these actions?\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reconciler.workflow import add_plan_inputs
-
     from reconciler.cli import positive_float
+    from reconciler.workflow import add_plan_inputs
 
     add_plan_inputs(parser)
     parser.add_argument("--plan", dest="plan_file", metavar="PLANFILE",
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             if plan.has_changes and not _approved(args):
                 print("\nApply cancelled.")
                 return 1
-        options = ApplyOptions(parallelism=max(1, args.parallelism), max_creates_per_minute=args.max_creates_per_minute)
+        options = ApplyOptions(parallelism=args.parallelism, max_creates_per_minute=args.max_creates_per_minute)
         try:
             with Progress(sys.stdout) as progress:
                 executor = Executor(client, store, planned.state, progress, options)

@@ -40,7 +40,7 @@ def test_second_apply_fails_at_once_naming_the_holder(emulator_factory, env_for,
     assert time.monotonic() - started < 2.0  # fails at once, no waiting on the API
     assert second.code == 1
     assert "locked by another reconciler" in second.err and f"pid {first.pid}" in second.err
-    assert f'operation "apply"' in second.err and holder.id in second.err
+    assert 'operation "apply"' in second.err and holder.id in second.err
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, out + err
     assert duplicates(jobs_by_key(emulator)) == 0 and len(emulator.backend.jobs) == len(keys)

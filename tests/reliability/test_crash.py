@@ -4,7 +4,6 @@ subprocess mid-run, then checking the state file and converging with the next ap
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import signal

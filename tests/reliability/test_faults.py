@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from http_reply import reply
+
 from reconciler.client import ClientOptions, TransportError, TuningClient
 from reconciler.emulator.server import EmulatorConfig, start_emulator
 from reconciler.model import REQUEST_LABEL
@@ -200,14 +202,8 @@ def test_client_default_budget_outlasts_a_long_run_of_transient_errors(emulator_
     class Flaky(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             code = next(answers, None)
-            body = json.dumps({"error": {"code": 503, "message": "busy", "status": "UNAVAILABLE"}} if code
-                              else {"name": "projects/1/locations/us-central1/tuningJobs/7",
-                                    "state": "JOB_STATE_RUNNING"}).encode()
-            self.send_response(code or 200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply(self, code or 200, {"error": {"code": 503, "message": "busy", "status": "UNAVAILABLE"}} if code
+                  else {"name": "projects/1/locations/us-central1/tuningJobs/7", "state": "JOB_STATE_RUNNING"})
 
         def log_message(self, *args) -> None:
             pass

@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from http_reply import reply
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -149,15 +151,7 @@ class _Server:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 outer.requests.append(self.path)
-                body = outer.answer() if "/tuningJobs" in self.path else _body({})
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                reply(self, 200, outer.answer() if "/tuningJobs" in self.path else _body({}))
 
             do_POST = do_GET  # noqa: N815 - a create must never be reached; recorded if it is
 

@@ -4,7 +4,6 @@ listens on loopback and wants a token."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import ssl
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from http_reply import reply
 
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.server import EmulatorConfig as ServerConfig
@@ -92,13 +93,8 @@ class _EchoServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 header = self.headers.get("authorization", "")
                 outer.seen_token |= TOKEN in header
-                body = json.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT",
-                                             "message": f"bad credential {header}"}}).encode()
-                self.send_response(400)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                            "message": f"bad credential {header}"}})
 
             def log_message(self, *args) -> None:
                 pass
