@@ -93,7 +93,7 @@ def client_env(url: str) -> dict[str, str]:
 
 
 def tuning_client(url: str, connections: int = 16):
-    from reconciler.client import ClientOptions, TuningClient
+    from reconciler.api.client import ClientOptions, TuningClient
 
     return TuningClient(ClientOptions(endpoint=url, access_token=TOKEN, max_connections=connections))
 
@@ -129,7 +129,7 @@ def write_manifests(directory: Path, specs: dict[str, dict[str, Any]], per_file:
 
 def write_state(path: Path, entries: dict[str, dict[str, Any]]) -> None:
     """A state file (serial 1) holding `entries`: key -> StateEntry fields."""
-    from reconciler.state import State, StateEntry, state_to_json
+    from reconciler.state.model import State, StateEntry, state_to_json
 
     state = State(serial=1)
     for key, fields in entries.items():
@@ -147,7 +147,7 @@ def seeded_key(n: int) -> str:
 def seed_managed(admin, count: int, spec: dict[str, Any], state: str = "JOB_STATE_SUCCEEDED") -> list[str]:
     """Seed `count` jobs with our identity labels in one call; job i has key `seeded_key(i)`."""
     from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
-    from reconciler.spec import spec_hash
+    from reconciler.apischema.normalize import spec_hash
 
     labels = {**spec.get("labels", {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE,
               KEY_LABEL: "job-{n}", SPEC_LABEL: spec_hash(spec)}

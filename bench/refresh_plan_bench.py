@@ -50,7 +50,7 @@ def prepare(admin, workdir: Path, jobs: int) -> tuple[Path, Path, dict[str, int]
     specs.update({f"new-{i}": h.SPEC for i in range(new)})
     manifests = workdir / "manifests"
     h.write_manifests(manifests, specs)
-    from reconciler.spec import spec_hash
+    from reconciler.apischema.normalize import spec_hash
 
     base_hash = spec_hash(h.SPEC)
     state = workdir / "state" / "bench.json"
@@ -67,9 +67,9 @@ def run_plan(url: str, manifests: Path, state: Path) -> h.ChildRun:
 
 
 def refresh_in_process(url: str, manifests: Path, state_path: Path) -> tuple[float, int]:
-    from reconciler.manifest import load_desired
-    from reconciler.refresh import plan_fields, refresh
-    from reconciler.state_store import StateStore
+    from reconciler.manifests.loader import load_desired
+    from reconciler.plan.refresh import plan_fields, refresh
+    from reconciler.state.store import StateStore
 
     desired = load_desired([str(manifests)])
     state = StateStore(state_path).load()
@@ -82,7 +82,7 @@ def refresh_in_process(url: str, manifests: Path, state_path: Path) -> tuple[flo
 
 def naive_refresh(url: str, state_path: Path, parallelism: int) -> tuple[float, int]:
     """One GET per job in state, `parallelism` at a time (Terraform's refresh)."""
-    from reconciler.state_store import StateStore
+    from reconciler.state.store import StateStore
 
     state = StateStore(state_path).load()
     names = [e.job_name for e in state.entries.values() if e.job_name]

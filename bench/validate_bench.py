@@ -2,7 +2,7 @@
 
 Generates job documents spread over files in a temporary directory, then times:
 - `reconciler validate DIR` end to end, as a subprocess (interpreter start-up included);
-- the same check in-process (`reconciler.manifest.check`), without start-up;
+- the same check in-process (`reconciler.manifests.loader.check`), without start-up;
 - the naive way: `yaml.safe_load_all` per file and `jsonschema.validate(doc, schema)` per
   document, which checks the schema and builds a new validator on every call.
 The naive way takes about 0.1 s per document, so by default it runs on a sample of the
@@ -79,7 +79,7 @@ def time_cli(directory: Path) -> tuple[float, int, str]:
 
 
 def time_in_process(directory: Path) -> tuple[float, int, int]:
-    from reconciler.manifest import check
+    from reconciler.manifests.loader import check
 
     start = time.perf_counter()
     result = check([str(directory)])

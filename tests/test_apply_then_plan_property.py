@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli import main
-from reconciler.client import ClientOptions, TuningClient
-from reconciler.differ import diff_spec
+from reconciler.api.client import ClientOptions, TuningClient
+from reconciler.plan.differ import diff_spec
 from reconciler.emulator.admin import EmulatorAdmin
-from reconciler.validation import validator
+from reconciler.manifests.validation import validator
 
 ADAPTERS = ["ADAPTER_SIZE_ONE", "ADAPTER_SIZE_TWO", "ADAPTER_SIZE_FOUR", "ADAPTER_SIZE_EIGHT",
             "ADAPTER_SIZE_SIXTEEN"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import manifest
+from reconciler.manifests import loader as manifest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples"
 FILES = sorted(EXAMPLES.glob("*.yaml"))

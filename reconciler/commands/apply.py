@@ -14,7 +14,7 @@ PROMPT = ("\nDo you want to perform these actions?\n"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from reconciler.cli import positive_float
-    from reconciler.workflow import add_plan_inputs
+    from reconciler.operations import add_plan_inputs
 
     add_plan_inputs(parser)
     parser.add_argument("--plan", dest="plan_file", metavar="PLANFILE",
@@ -32,7 +32,7 @@ def _split_plan_file(args: argparse.Namespace) -> str | None:
     """`apply FILE`: a positional that is a saved plan (JSON of our kind) rather than a manifest."""
     import json
 
-    from reconciler.planfile import KIND
+    from reconciler.plan.planfile import KIND
 
     if args.plan_file:
         return args.plan_file
@@ -63,15 +63,15 @@ def _approved(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.actions import Action
+    from reconciler.plan.actions import Action
     from reconciler.errors import PlanError
-    from reconciler.executor import ApplyOptions, Executor
-    from reconciler.follow import follow
-    from reconciler.planfile import desired_from_plan, load_plan
-    from reconciler.progress import Progress
-    from reconciler.render import print_plan
-    from reconciler.state_store import StateStore
-    from reconciler.workflow import make_plan, open_client
+    from reconciler.apply.executor import ApplyOptions, Executor
+    from reconciler.apply.follow import follow
+    from reconciler.plan.planfile import desired_from_plan, load_plan
+    from reconciler.render.progress import Progress
+    from reconciler.render.plan_text import print_plan
+    from reconciler.state.store import StateStore
+    from reconciler.operations import make_plan, open_client
 
     plan_file = _split_plan_file(args)
     saved = load_plan(plan_file) if plan_file else None
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_fresh(saved, planned, plan_file: str, state_path: str) -> None:
     """Refuse a saved plan from another lineage, or one the world has moved on from."""
     from reconciler.errors import PlanError
-    from reconciler.planfile import stale_reasons
+    from reconciler.plan.planfile import stale_reasons
 
     state = planned.state
     if saved.lineage is None:
@@ -146,7 +146,7 @@ def _check_fresh(saved, planned, plan_file: str, state_path: str) -> None:
 
 
 def _summary(outcomes) -> None:
-    from reconciler.actions import Action
+    from reconciler.plan.actions import Action
 
     done = [o for o in outcomes if o.ok and o.change.action.changes_anything]
     n = {a: sum(1 for o in done if o.change.action is a) for a in Action}

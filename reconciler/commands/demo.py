@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import main
     from reconciler.emulator.server import EmulatorConfig, start_emulator
     from reconciler.errors import ReconcilerError
-    from reconciler.render import use_color
+    from reconciler.render.plan_text import use_color
 
     if not EXAMPLES.is_dir():
         raise ReconcilerError(f"the demo runs from a source checkout: {EXAMPLES} not found "

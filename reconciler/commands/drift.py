@@ -8,17 +8,17 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.client import TuningClient
-    from reconciler.live import LiveJob, LiveView
-    from reconciler.state import State
+    from reconciler.api.client import TuningClient
+    from reconciler.plan.live import LiveJob, LiveView
+    from reconciler.state.model import State
 
 HELP = "report drift: pending changes, out-of-band changes, orphans and unmanaged jobs (exit 2 on drift)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reconciler.drift_render import FORMATS
-    from reconciler.ignore import DEFAULT_IGNORE_FILE
-    from reconciler.workflow import add_plan_inputs
+    from reconciler.render.drift import FORMATS
+    from reconciler.drift.ignore import DEFAULT_IGNORE_FILE
+    from reconciler.operations import add_plan_inputs
 
     add_plan_inputs(parser)
     parser.add_argument("--format", choices=FORMATS, default="text",
@@ -48,8 +48,8 @@ def _list_everything(client: TuningClient, parents: list[tuple[str, str]], state
     fetched with `get`, None when 404, as `refresh` does. Returns (LiveView, unmanaged)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from reconciler.client import NotFoundError
-    from reconciler.live import LiveJob, LiveView
+    from reconciler.api.client import NotFoundError
+    from reconciler.plan.live import LiveJob, LiveView
 
     def listed(parent: tuple[str, str]) -> list[LiveJob]:
         return [LiveJob.from_api(j) for j in client.list_jobs(f"projects/{parent[0]}/locations/{parent[1]}")]
@@ -86,14 +86,14 @@ def _write(path: str, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.drift import build_report, headline
-    from reconciler.drift_render import render
-    from reconciler.ignore import DEFAULT_IGNORE_FILE, load_ignore
-    from reconciler.planner import plan
-    from reconciler.refresh import parents_of, refresh
-    from reconciler.render import Style, use_color
-    from reconciler.state_store import StateStore
-    from reconciler.workflow import load_desired, open_client
+    from reconciler.drift.report import build_report, headline
+    from reconciler.render.drift import render
+    from reconciler.drift.ignore import DEFAULT_IGNORE_FILE, load_ignore
+    from reconciler.plan.planner import plan
+    from reconciler.plan.refresh import parents_of, refresh
+    from reconciler.render.plan_text import Style, use_color
+    from reconciler.state.store import StateStore
+    from reconciler.operations import load_desired, open_client
 
     rules = load_ignore(args.ignore_file or DEFAULT_IGNORE_FILE, required=args.ignore_file is not None)
     desired = load_desired(args)

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.errors import StateError
-    from reconciler.state_store import describe_lock, force_unlock, lock_holder_alive, read_lock
+    from reconciler.state.store import describe_lock, force_unlock, lock_holder_alive, read_lock
 
     info = read_lock(args.state)
     if info is None:

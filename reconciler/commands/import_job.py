@@ -19,13 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.client import NotFoundError
+    from reconciler.api.client import NotFoundError
     from reconciler.errors import PlanError
-    from reconciler.live import LiveJob
-    from reconciler.spec import spec_hash
-    from reconciler.state import StateEntry
-    from reconciler.state_store import StateStore
-    from reconciler.workflow import load_desired, open_client
+    from reconciler.plan.live import LiveJob
+    from reconciler.apischema.normalize import spec_hash
+    from reconciler.state.model import StateEntry
+    from reconciler.state.store import StateStore
+    from reconciler.operations import load_desired, open_client
 
     args.parallelism = 1
     matches = [d for d in load_desired(args) if d.key == args.key or d.address == args.key]

@@ -71,7 +71,7 @@ def _parse_time(value: str | None) -> dt.datetime | None:
 
 
 def job_row(job: dict, project: str, location: str, now: float) -> JobRow:
-    from reconciler.live import LiveJob
+    from reconciler.plan.live import LiveJob
     from reconciler.model import FINISHED_STATES
 
     live = LiveJob.from_api(job)
@@ -110,7 +110,7 @@ def _created(value: str) -> str:
 
 def render_table(rows: list[JobRow], color: Callable[[str, str], str] | None = None,
                  show_location: bool = False) -> str:
-    from reconciler.render import clean
+    from reconciler.render.plan_text import clean
 
     if not rows:
         return "No tuning jobs found.\n"
@@ -142,7 +142,7 @@ def list_rows(client, parents: list[tuple[str, str]], show_all: bool, user_filte
               now: float) -> list[JobRow]:
     """One paginated list per project+location. Managed jobs are filtered on the server and
     checked again here (how exactly the server filters labels is not documented)."""
-    from reconciler.refresh import MANAGED_FILTER
+    from reconciler.plan.refresh import MANAGED_FILTER
 
     api_filter = user_filter
     if not show_all:
@@ -158,7 +158,7 @@ def list_rows(client, parents: list[tuple[str, str]], show_all: bool, user_filte
 
 def _parents(args: argparse.Namespace) -> list[tuple[str, str]]:
     from reconciler.errors import ConfigError
-    from reconciler.state_store import StateStore
+    from reconciler.state.store import StateStore
 
     parents: set[tuple[str, str]] = set()
     project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
@@ -188,7 +188,7 @@ def _emit(rows: list[JobRow], args: argparse.Namespace, out: TextIO, parents: in
 
         out.write(("---\n" if args.watch else "") + yaml.safe_dump(to_document(rows), sort_keys=True))
     else:
-        from reconciler.render import Style, use_color
+        from reconciler.render.plan_text import Style, use_color
 
         style = Style(use_color(out, args.no_color))
         out.write(render_table(rows, style if style.enabled else None, show_location=parents > 1))
@@ -197,7 +197,7 @@ def _emit(rows: list[JobRow], args: argparse.Namespace, out: TextIO, parents: in
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.errors import ConfigError
-    from reconciler.workflow import open_client
+    from reconciler.operations import open_client
 
     if args.interval <= 0:
         raise ConfigError("--interval must be a positive number of seconds")

@@ -9,7 +9,7 @@ HELP = "show the changes apply would make (create, replace, cancel, rebase, adop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reconciler.workflow import add_plan_inputs
+    from reconciler.operations import add_plan_inputs
 
     add_plan_inputs(parser)
     parser.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
@@ -23,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.markdown import render_plan_markdown
-    from reconciler.planfile import save_plan
-    from reconciler.render import plan_json, print_plan
-    from reconciler.refresh_report import outside_changes, print_outside_changes
-    from reconciler.state_store import StateStore
-    from reconciler.workflow import make_plan, open_client
+    from reconciler.render.markdown import render_plan_markdown
+    from reconciler.plan.planfile import save_plan
+    from reconciler.render.plan_text import plan_json, print_plan
+    from reconciler.drift.outside import outside_changes, print_outside_changes
+    from reconciler.state.store import StateStore
+    from reconciler.operations import make_plan, open_client
 
     store = StateStore(args.state)
     with store.lock("plan", timeout=args.lock_timeout), open_client(args) as client:

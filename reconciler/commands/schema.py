@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from reconciler import discovery, schema_gen
+    from reconciler.apischema import discovery
+    from reconciler.apischema import generate as schema_gen
 
     out_dir = args.out or discovery.schemas_dir()
     snapshot = discovery.load_snapshot()
@@ -53,7 +54,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    from reconciler import discovery
+    from reconciler.apischema import discovery
 
     path = discovery.snapshot_path()
     doc, source = discovery.load_installed_document()

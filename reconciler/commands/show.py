@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.planfile import load_plan
-    from reconciler.render import plan_json, print_plan
+    from reconciler.plan.planfile import load_plan
+    from reconciler.render.plan_text import plan_json, print_plan
 
     plan = load_plan(args.plan_file)
     if args.json:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.cli import add_state_option
 
 if TYPE_CHECKING:
-    from reconciler.state import State, StateEntry
+    from reconciler.state.model import State, StateEntry
 
 HELP = "inspect the state file, stop tracking keys or move one (state list | show KEY | rm KEY... | mv FROM TO)"
 FORMAT_VERSION = "1"
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_readonly(path: str) -> tuple[State, bool]:
-    from reconciler.state_store import StateStore
+    from reconciler.state.store import StateStore
 
     store = StateStore(path)
     # No lock: a read-only view (a running apply's journal is folded in memory only).
@@ -67,7 +67,7 @@ def _load_readonly(path: str) -> tuple[State, bool]:
 
 
 def _entry_json(entry: StateEntry) -> dict[str, Any]:
-    from reconciler.state import entry_to_dict
+    from reconciler.state.model import entry_to_dict
 
     return {"address": entry.address, **entry_to_dict(entry)}
 
@@ -145,7 +145,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _rm(args: argparse.Namespace) -> int:
     from reconciler.errors import StateError
-    from reconciler.state_store import StateStore
+    from reconciler.state.store import StateStore
 
     store = StateStore(args.state)
     if not store.exists():
@@ -183,7 +183,7 @@ def _mv(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from reconciler.errors import StateError
-    from reconciler.state_store import StateStore
+    from reconciler.state.store import StateStore
 
     parts = [args.source.split("/"), args.target.split("/")]
     if any(len(p) != 3 or not all(p) for p in parts):

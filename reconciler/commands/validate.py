@@ -8,11 +8,11 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from reconciler.cli import add_target_options
-from reconciler.render import clean
+from reconciler.render.plan_text import clean
 
 if TYPE_CHECKING:
-    from reconciler.manifest import CheckResult
-    from reconciler.validation import Problem
+    from reconciler.manifests.loader import CheckResult
+    from reconciler.manifests.validation import Problem
 
 HELP = "check manifests against the schema, offline; report every problem"
 FORMAT_VERSION = "1"
@@ -85,7 +85,7 @@ def render(result: CheckResult, fmt: str, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.manifest import check
+    from reconciler.manifests.loader import check
 
     result = check(args.paths or None, args.project, args.location)
     render(result, args.format, sys.stdout)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from reconciler.discovery import snapshot_path
+from reconciler.apischema.discovery import snapshot_path
 from reconciler.emulator.exceptions import bad_payload
 
 SNAPSHOT = snapshot_path()

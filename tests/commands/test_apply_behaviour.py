@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from reconciler.client import ClientOptions, TuningClient
+from reconciler.api.client import ClientOptions, TuningClient
 from reconciler.emulator.clock import parse_rfc3339
 
 PROJECT, LOCATION = "demo-project", "us-central1"

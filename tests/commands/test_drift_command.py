@@ -9,9 +9,9 @@ from pathlib import Path
 
 import jsonschema
 
-from reconciler.markdown import GITHUB_COMMENT_LIMIT
-from reconciler.state import State, StateEntry
-from reconciler.state_store import StateStore
+from reconciler.render.markdown import GITHUB_COMMENT_LIMIT
+from reconciler.state.model import State, StateEntry
+from reconciler.state.store import StateStore
 
 PROJECT, LOCATION = "demo-project", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.state_store import StateStore, read_lock
+from reconciler.state.store import StateStore, read_lock
 
 # Takes the lock and then dies without releasing it (like kill -9 during an apply).
 CRASH = r"""
 import os, sys
-from reconciler.state_store import StateStore
+from reconciler.state.store import StateStore
 cm = StateStore(sys.argv[1]).lock("apply")
 print(cm.__enter__().id, flush=True)
 os._exit(0)

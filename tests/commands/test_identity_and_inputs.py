@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reconciler.client import ClientOptions, TuningClient
+from reconciler.api.client import ClientOptions, TuningClient
 
 PROJECT, LOCATION = "demo-project", "us-central1"  # as the `ws` fixture sets them
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from reconciler.state import StateEntry
-from reconciler.state_store import StateStore
+from reconciler.state.model import StateEntry
+from reconciler.state.store import StateStore
 
 PROJECT, LOCATION = "demo-project", "us-central1"
 
@@ -13,7 +13,7 @@ PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 
 def live_jobs(ws) -> list[dict]:
-    from reconciler.client import ClientOptions, TuningClient
+    from reconciler.api.client import ClientOptions, TuningClient
 
     with TuningClient(ClientOptions(endpoint=ws.emulator.url, access_token=ws.emulator.token)) as client:
         return list(client.list_jobs(PARENT))
@@ -207,8 +207,8 @@ def test_crash_between_create_and_state_write_is_healed_by_adoption(ws):
     body = {"baseModel": "gemini-2.5-flash",
             "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/train.jsonl",
                                      "hyperParameters": {"epochCount": "3"}}}
-    from reconciler.client import ClientOptions, TuningClient
-    from reconciler.spec import spec_hash
+    from reconciler.api.client import ClientOptions, TuningClient
+    from reconciler.apischema.normalize import spec_hash
 
     body["labels"] = {"managed-by": "tuning-reconciler", "reconciler-key": "alpha",
                       "reconciler-spec": spec_hash(body)}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import discovery, schema_gen
+from reconciler.apischema import discovery
+from reconciler.apischema import generate as schema_gen
 from reconciler.cli import main
 
 

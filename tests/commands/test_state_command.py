@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.state import StateEntry, state_from_json
-from reconciler.state_store import StateStore
+from reconciler.state.model import StateEntry, state_from_json
+from reconciler.state.store import StateStore
 
 JOB = "projects/123/locations/{loc}/tuningJobs/{n}"
 

@@ -12,7 +12,7 @@ import pytest
 
 from http_reply import reply
 
-from reconciler.client import ClientOptions, TransportError, TuningClient
+from reconciler.api.client import ClientOptions, TransportError, TuningClient
 from reconciler.emulator.server import EmulatorConfig, start_emulator
 from reconciler.model import REQUEST_LABEL
 

@@ -9,8 +9,8 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from reconciler.state import State, StateEntry
-from reconciler.state_store import StateStore
+from reconciler.state.model import State, StateEntry
+from reconciler.state.store import StateStore
 
 from .conftest import LOCATION, assert_no_traceback, cli, manifest
 

@@ -120,7 +120,7 @@ def test_state_plan_and_lock_files_are_0600_whatever_the_umask(emulator_factory,
         assert cli(capsys, "apply", str(tmp_path / "saved.plan"), "--state", str(state)).code == 0
         write_manifests(tmp_path / "m", ["alpha", "beta"])
         assert cli(capsys, "apply", str(tmp_path / "m"), "--auto-approve", *common).code == 0
-        from reconciler.state_store import StateStore
+        from reconciler.state.store import StateStore
 
         store = StateStore(state)
         with store.lock("test"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.planfile import load_plan
+from reconciler.plan.planfile import load_plan
 
 from .conftest import LOCATION, assert_no_traceback, cli, write_manifests
 

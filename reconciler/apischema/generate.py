@@ -1,0 +1,345 @@
+"""Generate JSON Schema 2020-12 from the discovery snapshot: pure functions, no I/O.
+
+Rules, all read off the document rather than listed field by field:
+- an output-only field (`readOnly`, or "Output only." in its description) is left out of
+  `properties`; its name goes into our `x-outputOnly` annotation on the object so that
+  `validate` can say "output-only" instead of "unknown field";
+- a field whose description starts with "Required." is `required`;
+- enums are kept, with their descriptions as `enumDescriptions` (VS Code / yaml-language-server
+  show them in completion);
+- `int64`/`uint64` (JSON strings on the wire) accept a decimal string or an integer;
+  `int32`/`uint32` an integer in range; `double`/`float` a number; `google-datetime` an
+  RFC 3339 string; `google-duration` a string like `3.5s`; `byte` base64;
+- every object rejects unknown fields (`additionalProperties: false`), maps excepted;
+- "mutually exclusive with `x`" in a description becomes `not: {required: [this, x]}`
+  (when `x` is a field of the same message);
+- each discovery schema is one `$defs` entry; `$ref`s point there.
+The overlay (`schema_overlay`) adds the few rules the document cannot express.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from reconciler.apischema import overlay as schema_overlay
+from reconciler.apischema.discovery import TUNING_JOB_SCHEMA, schemas_dir
+from reconciler.drift.report import CATEGORIES as DRIFT_CATEGORIES
+from reconciler.errors import ConfigError
+from reconciler.model import API_VERSION, KEY_PATTERN, KIND, Lifecycle
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SPEC_SCHEMA_FILE = "tuningjob.v1.schema.json"
+MANIFEST_SCHEMA_FILE = "manifest.schema.json"
+SPEC_ROOT_DEF = "TuningJobManifestSpec"
+# Request bodies the tool sends besides a TuningJob: kept in `$defs` for callers to use.
+EXTRA_DEFS = ("GoogleCloudAiplatformV1RebaseTunedModelRequest",)
+
+INT64 = {"type": ["integer", "string"], "pattern": r"^-?[0-9]{1,19}$",
+         "minimum": -(2**63), "maximum": 2**63 - 1}
+UINT64 = {"type": ["integer", "string"], "pattern": r"^[0-9]{1,20}$",
+          "minimum": 0, "maximum": 2**64 - 1}
+RFC3339 = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+           r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+FORMATS: dict[tuple[str, str], dict[str, Any]] = {
+    ("string", "int64"): INT64,
+    ("string", "uint64"): UINT64,
+    ("integer", "int32"): {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    ("integer", "uint32"): {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+    ("number", "double"): {"type": "number"},
+    ("number", "float"): {"type": "number"},
+    ("string", "google-datetime"): {"type": "string", "format": "date-time", "pattern": RFC3339},
+    ("string", "google-duration"): {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
+    ("string", "byte"): {"type": "string", "contentEncoding": "base64",
+                         "pattern": r"^[A-Za-z0-9+/_-]*={0,2}$"},
+}
+# `labels.team`, `supervisedTuningSpec.hyperParameters.epochCount`, `x.items[0]`
+_FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+|\[[0-9]+\])*$"
+_MUTUALLY_EXCLUSIVE = re.compile(r"mutually exclusive with ([^.]*)", re.IGNORECASE)
+_BACKTICKED = re.compile(r"`([A-Za-z0-9_]+)`")
+
+
+def is_output_only(prop: dict[str, Any]) -> bool:
+    return prop.get("readOnly") is True or "Output only." in prop.get("description", "")
+
+
+def is_required(prop: dict[str, Any]) -> bool:
+    return prop.get("description", "").lstrip().startswith("Required.")
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _exclusions(name: str, prop: dict[str, Any], fields: dict[str, Any]) -> list[tuple[str, str]]:
+    pairs = []
+    for clause in _MUTUALLY_EXCLUSIVE.findall(prop.get("description", "")):
+        for other in map(camel, _BACKTICKED.findall(clause)):
+            if other in fields and other != name:  # the document names fields absent in v1
+                pairs.append(tuple(sorted((name, other))))
+    return pairs  # type: ignore[return-value]
+
+
+class _Generator:
+    """Walks the discovery schemas from the roots, collecting `$defs`."""
+
+    def __init__(self, schemas: dict[str, Any]) -> None:
+        self.schemas = schemas
+        self.defs: dict[str, dict[str, Any]] = {}
+
+    def ref(self, name: str) -> dict[str, Any]:
+        if name not in self.defs:
+            if name not in self.schemas:
+                raise ConfigError(f"discovery snapshot has no schema {name!r}")
+            self.defs[name] = {}  # placeholder first: schemas refer to themselves
+            self.defs[name] = self.message(self.schemas[name])
+        return {"$ref": f"#/$defs/{name}"}
+
+    def message(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if "properties" not in schema:
+            return self.field(schema)
+        fields = schema["properties"]
+        out: dict[str, Any] = {"type": "object", "additionalProperties": False}
+        if schema.get("description"):
+            out["description"] = schema["description"]
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        output_only: list[str] = []
+        exclusive: set[tuple[str, str]] = set()
+        for name in sorted(fields):
+            prop = fields[name]
+            if is_output_only(prop):
+                output_only.append(name)
+                continue
+            props[name] = self.field(prop)
+            if is_required(prop):
+                required.append(name)
+            exclusive.update(_exclusions(name, prop, fields))
+        out["properties"] = props
+        if required:
+            out["required"] = required
+        if output_only:
+            out["x-outputOnly"] = output_only
+        if exclusive:
+            out["allOf"] = [{"not": {"required": list(pair)}} for pair in sorted(exclusive)]
+        return out
+
+    def field(self, prop: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if prop.get("description"):
+            out["description"] = prop["description"]
+        if prop.get("deprecated"):
+            out["deprecated"] = True
+        if "$ref" in prop:
+            return {**out, **self.ref(prop["$ref"])}
+        kind, fmt = prop.get("type"), prop.get("format")
+        if kind == "any" or kind is None:
+            return out
+        if "properties" in prop:  # an inline message
+            return {**self.message(prop), **out}
+        out.update(FORMATS.get((kind, fmt)) or {"type": kind})
+        if kind == "array":
+            out["items"] = self.field(prop.get("items", {}))
+        elif kind == "object" and "additionalProperties" in prop:
+            out["additionalProperties"] = self.field(prop["additionalProperties"])
+        if "enum" in prop:
+            out["enum"] = list(prop["enum"])
+            if "enumDescriptions" in prop:
+                out["enumDescriptions"] = list(prop["enumDescriptions"])
+        return out
+
+
+def _output_only_paths(defs: dict[str, Any], name: str, prefix: str, stack: tuple[str, ...],
+                       found: set[str]) -> None:
+    """Dotted paths (`[]` for list items) of output-only fields below the `name` message."""
+    schema = defs[name]
+    for field in schema.get("x-outputOnly", ()):
+        found.add(prefix + field)
+    for field, sub in schema.get("properties", {}).items():
+        path = prefix + field
+        while sub.get("type") == "array":
+            sub, path = sub.get("items", {}), path + "[]"
+        ref = sub.get("$ref", "")
+        child = ref.removeprefix("#/$defs/")
+        if ref and child not in stack:  # recursive messages (e.g. Schema) end here
+            _output_only_paths(defs, child, path + ".", (*stack, child), found)
+
+
+def _lifecycle_schema() -> dict[str, Any]:
+    default = Lifecycle()
+    def choice(default_value: str, options: dict[str, str], what: str) -> dict[str, Any]:
+        return {"type": "string", "enum": list(options), "enumDescriptions": list(options.values()),
+                "default": default_value, "description": what}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "How plan/apply treat this job over its life. All optional.",
+        "properties": {
+            "onSpecChange": choice(default.on_spec_change, {
+                "replace": "Cancel the active job (if any) and create a new one.",
+                "wait": "Wait until the running job ends, then create the new one.",
+                "fail": "Make the plan fail instead.",
+            }, "What to do when the spec of an existing job changes."),
+            "onFailure": choice(default.on_failure, {
+                "report": "Report the failed job and do nothing.",
+                "recreate": "Create the job again.",
+            }, "What to do with a FAILED, EXPIRED or out-of-band CANCELLED job."),
+            "onBaseModelChange": choice(default.on_base_model_change, {
+                "retune": "Tune again from scratch on the new base model.",
+                "rebase": "Rebase the SUCCEEDED tuned model onto the new base model.",
+            }, "What to do when only `baseModel` changes on a SUCCEEDED job."),
+            "preventCancel": {"type": "boolean", "default": default.prevent_cancel,
+                              "description": "Make the plan fail instead of cancelling this job."},
+            "ignoreDrift": {"type": "array", "uniqueItems": True,
+                            "default": list(default.ignore_drift),
+                            "items": {"anyOf": [
+                                {"enum": list(DRIFT_CATEGORIES),
+                                 "description": "A drift category: its items are counted as "
+                                                "ignored in `reconciler drift`, not reported."},
+                                {"type": "string", "pattern": _FIELD_PATH,
+                                 "description": "A spec field path (e.g. `labels.team`): "
+                                                "pending changes only in fields under it "
+                                                "are ignored."}],
+                                      "x-messages": {"anyOf": (
+                                          "`{instance}` in `lifecycle.ignoreDrift` is neither a "
+                                          "drift category ("
+                                          + ", ".join(f"`{c}`" for c in DRIFT_CATEGORIES)
+                                          + ") nor a spec field path such as `labels.team`")}},
+                            "description": "Drift that `reconciler drift` counts as ignored "
+                                           "for this job: categories ("
+                                           + ", ".join(f"`{c}`" for c in DRIFT_CATEGORIES)
+                                           + ") or spec field paths."},
+        },
+    }
+
+
+def _metadata_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": KEY_PATTERN.pattern,
+                     "description": "The job's key: unique per project and location.",
+                     "x-messages": {"pattern": "`{instance}` is not a valid name: 1-63 characters "
+                                               "of lowercase letters, digits and `-`, starting "
+                                               "with a letter and not ending with `-`"}},
+            "project": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9.:-]{0,98}[a-z0-9]$",
+                        "description": "Project id or number (else --project or "
+                                       "$GOOGLE_CLOUD_PROJECT).",
+                        "x-messages": {"pattern": "`{instance}` is not a project id or number"}},
+            "location": {"type": "string", "pattern": r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$",
+                         "description": "Region, e.g. `us-central1` (else --location or "
+                                        "$GOOGLE_CLOUD_LOCATION).",
+                         "x-messages": {"pattern": "`{instance}` is not a location such "
+                                                   "as `us-central1`"}},
+        },
+    }
+
+
+def generate(discovery: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """File name -> schema, for everything under `schemas/` (the snapshot excepted)."""
+    gen = _Generator(discovery["schemas"])
+    gen.ref(TUNING_JOB_SCHEMA)
+    for name in EXTRA_DEFS:
+        gen.ref(name)
+    defs = gen.defs
+    schema_overlay.apply_api_rules(defs)
+    paths: set[str] = set()
+    _output_only_paths(defs, TUNING_JOB_SCHEMA, "", (TUNING_JOB_SCHEMA,), paths)
+    revision = discovery.get("revision", "unknown")
+    spec_root = {"$ref": f"#/$defs/{TUNING_JOB_SCHEMA}", **schema_overlay.manifest_spec_rules()}
+    spec = {
+        "$schema": DIALECT,
+        "title": "Vertex AI TuningJob (v1) as written in a tuning-reconciler manifest",
+        "description": f"Generated by `reconciler schema generate` from the aiplatform v1 "
+                       f"discovery document, revision {revision}. Do not edit.",
+        **spec_root,
+        "$defs": defs,
+        "x-discoveryRevision": revision,
+        "x-outputOnlyPaths": sorted(paths),
+    }
+    manifest = {
+        "$schema": DIALECT,
+        "title": "tuning-reconciler manifest",
+        "description": f"One TuningJob document. Generated by `reconciler schema generate` from "
+                       f"the aiplatform v1 discovery document, revision {revision}. Do not edit.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": API_VERSION, "description": "Always `" + API_VERSION + "`."},
+            "kind": {"const": KIND, "description": "Always `" + KIND + "`."},
+            "metadata": _metadata_schema(),
+            "spec": {"$ref": f"#/$defs/{SPEC_ROOT_DEF}",
+                     "description": "The TuningJob body as the API takes it; output-only fields "
+                                    "are rejected."},
+            "lifecycle": _lifecycle_schema(),
+        },
+        # Self-contained (no cross-file $ref) so every editor and validator resolves it alone.
+        "$defs": {**defs, SPEC_ROOT_DEF: spec_root},
+        "x-discoveryRevision": revision,
+    }
+    return {SPEC_SCHEMA_FILE: spec, MANIFEST_SCHEMA_FILE: manifest}
+
+
+def render(schema: dict[str, Any]) -> str:
+    """Stable text so that `schema generate --check` compares exactly."""
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def rendered(discovery: dict[str, Any]) -> dict[str, str]:
+    return {name: render(schema) for name, schema in generate(discovery).items()}
+
+
+def stale_files(out_dir: Path, discovery: dict[str, Any]) -> list[str]:
+    """Names of generated files that are missing or differ from what `generate` writes."""
+    stale = []
+    for name, text in rendered(discovery).items():
+        path = out_dir / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    return stale
+
+
+def write_schemas(out_dir: Path, discovery: dict[str, Any]) -> list[str]:
+    """Write the generated files; returns the names that changed."""
+    changed = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered(discovery).items():
+        path = out_dir / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(name)
+    return changed
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = schemas_dir() / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing; run `reconciler schema generate`") from None
+
+
+@functools.cache
+def load_spec_schema() -> dict[str, Any]:
+    """The generated `tuningjob.v1.schema.json` (read once). Do not mutate."""
+    return _load(SPEC_SCHEMA_FILE)
+
+
+@functools.cache
+def load_manifest_schema() -> dict[str, Any]:
+    """The generated `manifest.schema.json` (read once). Do not mutate."""
+    return _load(MANIFEST_SCHEMA_FILE)
+
+
+@functools.cache
+def output_only_paths() -> frozenset[str]:
+    """Output-only field paths of a TuningJob, dotted camelCase, `[]` for list items
+    (e.g. `createTime`, `preTunedModel.baseModel`, `tunedModel`): the differ ignores them."""
+    return frozenset(load_spec_schema()["x-outputOnlyPaths"])

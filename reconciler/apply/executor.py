@@ -1,0 +1,287 @@
+"""apply(): carry out the changes a plan recorded, never re-deciding them.
+
+Every step is made durable at once through the state store's journal: the request id of a
+create is recorded *before* the call, so a crash between the call and the result is healed by
+adoption on the next plan (the job carries that request label). Changes run in parallel; one
+failure does not stop the others. Submissions (and their retries after 429) wait for the
+pacer (reconciler/pacer.py).
+
+Ctrl-C stops promptly: no change that has not started is started, nobody waiting for the
+pacer submits, requests under way get INTERRUPT_GRACE seconds to finish and be recorded, and
+from then on nothing is recorded any more (a create whose answer is never recorded is adopted
+by the next plan through its journaled request id). The workers are daemon threads, so the
+process need not wait for an abandoned request; KeyboardInterrupt is raised again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from reconciler.plan.actions import Action
+from reconciler.api.client import check_tuning_job
+from reconciler.errors import ReconcilerError
+from reconciler.plan.live import LiveJob
+from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
+from reconciler.apply.pacer import Pacer
+from reconciler.plan.model import Change, Plan
+from reconciler.render.progress import Progress
+from reconciler.render.plan_text import key_labels
+from reconciler.state.model import State, StateEntry
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    parallelism: int = 8
+    max_creates_per_minute: float | None = None
+    operation_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    change: Change
+    ok: bool
+    message: str
+    job_name: str | None = None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def create_body(change: Change) -> dict:
+    """The desired spec plus the identity labels (the request label is added by the client)."""
+    body = dict(change.after or {})
+    body["labels"] = {**body.get("labels", {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+                      KEY_LABEL: change.key, SPEC_LABEL: change.spec_hash or ""}
+    return body
+
+
+class ApplyInterrupted(ReconcilerError):
+    """Ctrl-C: this change was not started (or not retried after a 429)."""
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+
+INTERRUPT_GRACE = 15.0  # seconds that requests under way get after Ctrl-C (a second Ctrl-C: none)
+
+
+class Executor:
+    def __init__(self, client, store, state: State, progress: Progress, options: ApplyOptions) -> None:
+        self.client, self.store, self.progress, self.options = client, store, progress, options
+        # Our own view of the entries, kept in step with what we record (no whole-state copies).
+        self.entries: dict[str, StateEntry] = dict(state.entries)
+        self.labels: dict[str, str] = {}
+        self.pacer = Pacer(options.max_creates_per_minute)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()  # Ctrl-C: start nothing more
+        self._closed = False  # ... and, after the grace period, record nothing more
+        self._local = threading.local()  # .epoch: the pacer epoch of this thread's submission
+        if hasattr(client, "on_throttle"):
+            client.on_throttle(self._throttled)
+
+    def _throttled(self, retry_after: float | None) -> None:
+        """The client's 429 hook, called in the thread that got it before that thread retries.
+        A submission reports it to the pacer and waits there for its retry's slot; other calls
+        (refresh, cancel) are not paced."""
+        epoch = getattr(self._local, "epoch", None)
+        if epoch is None:
+            return
+        self.pacer.on_throttle(epoch)
+        epoch = self.pacer.acquire(retry=True)
+        if epoch is None:
+            raise ApplyInterrupted()  # a 429 created nothing: simply do not retry
+        self._local.epoch = epoch
+
+    # -- state helpers ---------------------------------------------------------------------
+    def _entry(self, change: Change) -> StateEntry:
+        with self._lock:
+            found = self.entries.get(change.address)
+        if found is not None:
+            return replace(found, history=list(found.history))
+        return StateEntry(key=change.key, project=change.project, location=change.location)
+
+    def _record(self, entry: StateEntry | None, address: str) -> None:
+        with self._lock:
+            if self._closed:
+                raise ApplyInterrupted()
+            self.store.record(entry, address)
+            if entry is None:
+                self.entries.pop(address, None)
+            else:
+                self.entries[address] = entry
+
+    def _record_job(self, change: Change, entry: StateEntry, job: LiveJob, request_id: str | None) -> StateEntry:
+        history = list(entry.history)
+        if entry.job_name and entry.job_name != job.name and entry.job_name not in history:
+            history.append(entry.job_name)
+        new = replace(entry, job_name=job.name, job_state=job.state, update_time=job.update_time,
+                      spec_hash=job.spec_label or change.spec_hash, request_id=request_id, history=history,
+                      prevent_cancel=change.lifecycle.prevent_cancel)
+        self._record(new, change.address)
+        return new
+
+    # -- actions ---------------------------------------------------------------------------
+    def _submit(self, change: Change, send: Callable[[str], dict], finish: Callable[[dict], LiveJob],
+                before: Callable[[], None] | None = None) -> LiveJob:
+        """Wait for the pacer, record the request id, then submit a billed job."""
+        epoch = self.pacer.acquire()
+        if epoch is None:
+            raise ApplyInterrupted()
+        if before is not None:
+            before()
+        entry = self._entry(change)
+        request_id = new_request_id()
+        self._record(replace(entry, request_id=request_id), change.address)
+        self._local.epoch = epoch
+        try:
+            answer = send(request_id)
+        finally:
+            epoch, self._local.epoch = self._local.epoch, None
+        self.pacer.on_success(epoch)
+        job = finish(answer)
+        self._record_job(change, entry, job, request_id)
+        return job
+
+    def _cancel_if_active(self, change: Change) -> None:
+        from reconciler.api.client import FailedPreconditionError
+
+        if change.job and change.job.state in ACTIVE_STATES:
+            try:
+                self.client.cancel_job(change.job.name)
+            except FailedPreconditionError:
+                pass  # it finished meanwhile: nothing left to cancel
+
+    def _create(self, change: Change) -> str:
+        # A replace cancels the old job once the new one may go, not before it waits its turn.
+        cancel = (lambda: self._cancel_if_active(change)) if change.action is Action.REPLACE else None
+        job = self._submit(change, lambda rid: self.client.create_job(change.parent, create_body(change), request_id=rid),
+                           LiveJob.from_api, before=cancel)
+        return f"created {job.name}"
+
+    def _rebase(self, change: Change) -> str:
+        assert change.job is not None
+        body = {"tunedModelRef": {"tuningJob": change.job.name}, "tuningJob": create_body(change)}
+
+        def finish(op: dict) -> LiveJob:
+            done = op if op.get("done") else self.client.wait_operation(
+                op["name"], timeout=self.options.operation_timeout)
+            # A done operation without a proper job would record a nameless job in state.
+            return LiveJob.from_api(check_tuning_job(done.get("response"), f"operation {op.get('name')}: response"))
+
+        job = self._submit(change, lambda rid: self.client.rebase_tuned_model(change.parent, body, request_id=rid),
+                           finish)
+        return f"rebased onto {job.raw.get('baseModel', '?')} as {job.name}"
+
+    def _cancel(self, change: Change) -> str:
+        self._cancel_if_active(change)
+        self._record(None, change.address)
+        return f"cancelled {change.job.name if change.job else ''} and stopped tracking it"
+
+    def _adopt(self, change: Change) -> str:
+        assert change.job is not None
+        job = LiveJob(change.job.name, change.job.state, {}, change.job.create_time, change.job.update_time)
+        entry = self._entry(change)
+        request_id = entry.request_id if entry.request_id else None
+        self._record_job(change, entry, job, request_id)
+        return f"adopted {job.name}"
+
+    def _forget(self, change: Change) -> str:
+        self._record(None, change.address)
+        return "removed from state (the job itself stays)"
+
+    def _refresh(self, change: Change) -> str:
+        with self._lock:
+            entry = self.entries.get(change.address)
+        if entry is not None and change.job is not None and (
+                entry.job_state != change.job.state or entry.update_time != change.job.update_time):
+            self._record(replace(entry, job_state=change.job.state, update_time=change.job.update_time),
+                         change.address)
+        return "unchanged"
+
+    def _label(self, change: Change) -> str:
+        return self.labels.get(change.address, change.key)
+
+    def run_one(self, change: Change) -> Outcome:
+        handler = {
+            Action.CREATE: self._create, Action.REPLACE: self._create, Action.REBASE: self._rebase,
+            Action.CANCEL: self._cancel, Action.ADOPT: self._adopt, Action.FORGET: self._forget,
+            Action.NOOP: self._refresh,
+        }[change.action]
+        shown = change.action.changes_anything
+        if shown:
+            self.progress.start(self._label(change), change.action)
+        try:
+            message = handler(change)
+        except ReconcilerError as exc:
+            if shown and not self._stopping.is_set():
+                self.progress.finish(self._label(change), f"FAILED: {exc}")
+            return Outcome(change, False, str(exc))
+        with self._lock:
+            entry = self.entries.get(change.address)
+        if shown and not self._stopping.is_set():
+            self.progress.finish(self._label(change), message)
+        return Outcome(change, True, message, entry.job_name if entry else None)
+
+    def run(self, plan: Plan) -> list[Outcome]:
+        # A key shared by two locations is shown with its location, so progress lines stay unambiguous.
+        self.labels = key_labels((c.address, c.key, c.location) for c in plan.changes)
+        changes = list(plan.changes)
+        outcomes: list[Outcome | None] = [None] * len(changes)
+        errors: list[BaseException] = []
+        taken = itertools.count()
+
+        def work() -> None:
+            while not self._stopping.is_set():
+                with self._lock:
+                    i = next(taken)
+                if i >= len(changes):
+                    return
+                try:
+                    outcomes[i] = self.run_one(changes[i])
+                except BaseException as exc:  # a bug: raised in the main thread below
+                    errors.append(exc)
+
+        # Daemon threads: after Ctrl-C the process need not wait for a request under way.
+        workers = [threading.Thread(target=work, name=f"apply-{n}", daemon=True)
+                   for n in range(min(max(1, self.options.parallelism), len(changes)))]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.25)
+        except KeyboardInterrupt:
+            self.interrupt(workers)
+            raise
+        if errors:
+            raise errors[0]
+        return [o for o in outcomes if o is not None]
+
+    def interrupt(self, workers: list[threading.Thread] | None = None, grace: float = INTERRUPT_GRACE) -> None:
+        """Stop: start no further change, let nobody waiting for the pacer submit, give the
+        requests under way `grace` seconds, then refuse all further records."""
+        self._stopping.set()
+        self.pacer.stop()
+        started = [w for w in workers or [] if w.ident is not None]  # Ctrl-C may come mid-start
+        try:
+            deadline = time.monotonic() + grace
+            quick = time.monotonic() + min(0.5, grace)  # most requests end by then: say nothing
+            for worker in started:
+                worker.join(max(0.0, quick - time.monotonic()))
+            busy = sum(1 for w in started if w.is_alive())
+            if busy:
+                # An answer not recorded is healed by adoption on the next apply; recording it now
+                # is better still, so wait, unless the user insists.
+                self.progress.line(f"Interrupted: waiting up to {grace:.0f}s for {busy} request(s) under way "
+                                   "to be recorded (Ctrl-C again to stop at once)...")
+            for worker in started:
+                worker.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            with self._lock:  # waits for a record being written
+                self._closed = True

@@ -1,0 +1,62 @@
+"""`apply --wait`: follow submitted jobs until they finish, with one list per project+location
+per poll (not one get per job), recording each final state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from reconciler.plan.live import LiveJob
+from reconciler.model import ACTIVE_STATES
+from reconciler.plan.refresh import list_managed
+from reconciler.render.plan_text import clean, key_labels
+
+
+def follow(client, store, entries: dict, addresses: list[str], say: Callable[[str], None],
+           interval: float = 10.0, timeout: float | None = None,
+           sleep: Callable[[float], None] = time.sleep,
+           status: Callable[[str], None] | None = None) -> dict[str, LiveJob]:
+    """Poll until every job of `addresses` has finished; returns the final job per address.
+    `say` prints a finished job; `status` (default `say`) the running count, which a terminal
+    redraws in place."""
+    status = status or say
+    pending = {a: entries[a] for a in addresses if a in entries and entries[a].job_name}
+    labels = key_labels((a, e.key, e.location) for a, e in pending.items())
+    final: dict[str, LiveJob] = {}
+    started = time.monotonic()
+    while pending:
+        parents = sorted({(e.project, e.location) for e in pending.values()})
+        seen = {job.name: job for p, l in parents for job in list_managed(client, p, l)}
+        counts: dict[str, int] = {}
+        for address, entry in sorted(pending.items()):
+            job = seen.get(entry.job_name) or LiveJob.from_api(client.get_job(entry.job_name))
+            if job.state != entry.job_state:
+                entry = replace(entry, job_state=job.state, update_time=job.update_time)
+                store.record(entry, address)
+                entries[address] = entry
+            if job.state not in ACTIVE_STATES:
+                final[address] = job
+                del pending[address]
+                say(f"{labels[address]}: {job.short_state}{_result(job)}")
+            else:
+                counts[job.short_state] = counts.get(job.short_state, 0) + 1
+        if not pending:
+            break
+        elapsed = time.monotonic() - started
+        if timeout is not None and elapsed > timeout:
+            say(f"Stopped waiting after {elapsed:.0f}s: {len(pending)} job(s) still active.")
+            break
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        status(f"Waiting for {len(pending)} job(s): {summary} [{elapsed:.0f}s elapsed]")
+        sleep(interval)
+    return final
+
+
+def _result(job: LiveJob) -> str:
+    tuned = job.raw.get("tunedModel") or {}
+    if job.state == "JOB_STATE_SUCCEEDED" and tuned.get("endpoint"):
+        return f" -> endpoint {clean(tuned['endpoint'])}"
+    if job.error_message:
+        return f": {clean(job.error_message)}"
+    return ""

@@ -1,0 +1,94 @@
+"""Saved plans: written atomically with mode 0600, read back with clear errors, and checked
+for staleness against a fresh plan of the same keys before apply."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from reconciler import __version__
+from reconciler.errors import PlanError
+from reconciler.model import DesiredJob
+from reconciler.plan.model import FORMAT_VERSION, Plan
+
+KIND = "tuning-reconciler-plan"
+
+
+def save_plan(plan: Plan, path: str | os.PathLike) -> None:
+    """`plan.lineage` None means the plan was made before any state existed."""
+    data = plan.to_json()
+    data["kind"] = KIND
+    data["tool_version"] = __version__
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_plan(path: str | os.PathLike) -> Plan:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanError(f"cannot read saved plan {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{path} is not a saved plan (not UTF-8 text)") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{path} is not a saved plan: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise PlanError(f"{path} is not a saved plan of tuning-reconciler (write one with `plan --out`)")
+    if str(data.get("format_version", "")).split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        raise PlanError(f"{path} has plan format {data.get('format_version')}; this tool reads {FORMAT_VERSION}")
+    error = next(iter(sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))), None)
+    if error is not None:  # checked first, so a hand-edited plan cannot reach apply half-typed
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or "(top)"
+        raise PlanError(f"{path} is a damaged saved plan: at {where.lstrip('.')}: {error.message[:300]}")
+    try:
+        return Plan.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PlanError(f"{path} is a damaged saved plan ({exc.__class__.__name__}: {exc})") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    from reconciler.apischema.discovery import schemas_dir
+
+    schema = json.loads((schemas_dir() / "plan.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def desired_from_plan(plan: Plan) -> list[DesiredJob]:
+    """The desired jobs a saved plan was made from, to re-plan the same keys for the stale check."""
+    return [DesiredJob(key=c.key, project=c.project, location=c.location, spec=c.after, lifecycle=c.lifecycle)
+            for c in plan.changes if c.after is not None]
+
+
+def stale_reasons(saved: Plan, fresh: Plan) -> list[str]:
+    """Why a saved plan no longer describes the world; empty when it may be applied."""
+    now = {c.address: c for c in fresh.changes}
+    reasons: list[str] = []
+    for old in saved.actionable:
+        new = now.get(old.address)
+        if new is None or new.action is not old.action:
+            reasons.append(f"{old.key}: planned {old.action.value}, now "
+                           f"{new.action.value if new else 'nothing to do'}")
+        elif old.job and (not new.job or new.job.name != old.job.name or new.job.update_time != old.job.update_time):
+            reasons.append(f"{old.key}: job {old.job.name} changed since the plan "
+                           f"(updateTime {old.job.update_time} -> {new.job.update_time if new.job else 'gone'})")
+    return reasons

@@ -1,0 +1,625 @@
+"""The state file on disk: lock, load, journal, atomic commit, backup.
+
+Files beside the state file `S` (all mode 0600, same directory so renames are atomic):
+
+- `S.lock`    who holds the lock (JSON LockInfo). Created with link(2)/O_EXCL so exactly one
+              process wins; it is *not* removed when the holder dies, so a crashed apply
+              leaves a lock that `reconciler force-unlock ID` clears (as Terraform does).
+- `S.journal` one JSON line per completed action since the last commit, fsynced at once, so a
+              long apply is durable per action without rewriting the whole state each time.
+              Line 1 is a header `{"journal": 1, "lineage": ..., "serial": N}` naming the state
+              it extends; every further line is `{"address": ..., "entry": {...} | null}`.
+- `S.backup`  the previous state file, kept on every write.
+
+Crash safety: the state file is only ever replaced by rename(2) of a fully written, fsynced
+temp file, so readers see the old or the new content, never a torn one. A journal whose
+header serial is older than the state file's was already folded in (crash between the rename
+and the journal's deletion) and is dropped; a torn tail (crash mid-append) is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import errno
+import glob
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import StateError
+from reconciler.state.model import (
+    STATE_VERSION,
+    State,
+    StateEntry,
+    apply_change,
+    entry_from_dict,
+    entry_to_dict,
+    state_from_json,
+    state_to_json,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_PATH = "state/default.json"
+JOURNAL_FORMAT = 1
+_FILE_MODE = 0o600
+_LOCK_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    id: str
+    pid: int
+    host: str
+    operation: str
+    created: str  # RFC 3339, UTC
+
+    def age_seconds(self, now: dt.datetime | None = None) -> float | None:
+        try:
+            created = dt.datetime.fromisoformat(self.created.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        now = now or dt.datetime.now(dt.timezone.utc)
+        return max(0.0, (now - created).total_seconds())
+
+
+def lock_path_for(path: str | os.PathLike[str]) -> Path:
+    return Path(f"{os.fspath(path)}.lock")
+
+
+def read_lock(path: str | os.PathLike[str]) -> LockInfo | None:
+    """The current lock on state file `path`, or None when it is not locked."""
+    lock_path = lock_path_for(path)
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read lock file {lock_path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+        return LockInfo(
+            id=str(data["id"]),
+            pid=int(data["pid"]),
+            host=str(data["host"]),
+            operation=str(data["operation"]),
+            created=str(data["created"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise StateError(
+            f"lock file {lock_path} exists but is not a valid lock record; if no reconciler "
+            "is running, delete it by hand"
+        ) from None
+
+
+def lock_holder_alive(info: LockInfo) -> bool | None:
+    """True/False for a holder on this host; None when it runs elsewhere (we cannot tell)."""
+    if info.host != socket.gethostname():
+        return None
+    if info.pid == os.getpid():
+        return True
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def describe_lock(info: LockInfo) -> str:
+    age = info.age_seconds()
+    since = f"since {info.created}" + (f" ({format_age(age)} ago)" if age is not None else "")
+    return f'lock ID {info.id}, pid {info.pid} on host {info.host}, operation "{info.operation}", {since}'
+
+
+def format_age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def force_unlock(path: str | os.PathLike[str], lock_id: str) -> None:
+    """Remove the lock on state file `path` if (and only if) its ID is `lock_id`."""
+    info = read_lock(path)
+    if info is None:
+        raise StateError(f"state file {os.fspath(path)} is not locked")
+    if info.id != lock_id:
+        raise StateError(
+            f"lock ID {lock_id} does not match the lock on state file {os.fspath(path)} "
+            f"({describe_lock(info)})"
+        )
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock_path_for(path))
+    _fsync_dir(lock_path_for(path).parent)
+
+
+def _now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that it holds the old or the new content, never a mix."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            os.fchmod(fd, _FILE_MODE)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _copy_entries(entries: dict[str, StateEntry]) -> dict[str, StateEntry]:
+    return {a: dataclasses.replace(e, history=list(e.history)) for a, e in entries.items()}
+
+
+def _copy_state(state: State) -> State:
+    return dataclasses.replace(state, entries=_copy_entries(state.entries))
+
+
+@dataclass
+class _Journal:
+    lineage: str
+    serial: int
+    changes: list[tuple[str, StateEntry | None]]
+
+
+class StateStore:
+    """One state file. Use as:
+
+        store = StateStore("state/default.json")
+        with store.lock("apply", timeout=args.lock_timeout):
+            state = store.load()
+            store.record(entry, entry.address)   # per action, from any thread
+            store.commit()                        # fold the journal into the file
+
+    Leaving the lock does not commit: a journal left behind is folded in by the next
+    locked load(). load() without the lock is a read-only view (journal folded in memory).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.backup_path = Path(f"{self.path}.backup")
+        self.journal_path = Path(f"{self.path}.journal")
+        self.lock_path = lock_path_for(self.path)
+        self._mutex = threading.Lock()
+        self._lock_info: LockInfo | None = None
+        self._state: State | None = None  # what load() returned; record() updates it
+        self._base: State | None = None  # what the state file on disk holds (None: no file)
+        self._journal_fd: int | None = None
+        self._journal_size = 0  # bytes of whole lines in the open journal
+        self._journal_broken: str | None = None
+
+    # --- locking -------------------------------------------------------------------------
+
+    @property
+    def lock_info(self) -> LockInfo | None:
+        return self._lock_info
+
+    @contextlib.contextmanager
+    def lock(self, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
+        if self._lock_info is not None:
+            raise RuntimeError(f"{self.path} is already locked by this StateStore")
+        info = LockInfo(
+            id=str(uuid.uuid4()),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            operation=operation,
+            created=_now_rfc3339(),
+        )
+        deadline = time.monotonic() + max(0.0, timeout)
+        while not self._try_create_lock_or_fail(info):
+            holder = read_lock(self.path)
+            if holder is None:
+                continue  # released between our attempt and the read: try again at once
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StateError(self._locked_message(holder, timeout))
+            time.sleep(min(_LOCK_POLL_SECONDS, remaining))
+        with self._mutex:
+            self._lock_info = info
+            self._state = None  # record() must follow a load() made under this lock
+            self._base = None
+        self._remove_orphans()
+        try:
+            yield info
+        finally:
+            with self._mutex:
+                self._close_journal()
+                self._lock_info = None
+                # What we read may be stale once others can write: the next lock reloads.
+                self._state = None
+                self._base = None
+            self._release_lock(info)
+
+    def _remove_orphans(self) -> None:
+        # Only the lock holder writes temp files, so any we find now were left by a crash.
+        for tmp in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _try_create_lock_or_fail(self, info: LockInfo) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._try_create_lock(info)
+        except OSError as exc:
+            raise StateError(f"cannot create lock file {self.lock_path}: {exc.strerror or exc}") from exc
+
+    def _try_create_lock(self, info: LockInfo) -> bool:
+        data = json.dumps(dataclasses.asdict(info), indent=2).encode() + b"\n"
+        # Write the record fully, then link it into place: link(2) fails if the name exists,
+        # so the lock file appears atomically with its content (no half-written lock to read).
+        fd, tmp = tempfile.mkstemp(dir=self.lock_path.parent, prefix=f".{self.lock_path.name}.",
+                                   suffix=".lock-tmp")  # not matched by _remove_orphans
+        try:
+            try:
+                os.fchmod(fd, _FILE_MODE)
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, self.lock_path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                return self._try_create_lock_excl(data)  # filesystem without hard links
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        _fsync_dir(self.lock_path.parent)
+        return True
+
+    def _try_create_lock_excl(self, data: bytes) -> bool:
+        try:
+            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        except FileExistsError:
+            return False
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+
+    def _release_lock(self, info: LockInfo) -> None:
+        try:
+            current = read_lock(self.path)
+        except StateError:
+            current = None
+        if current is not None and current.id == info.id:  # not force-unlocked and re-taken
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_path)
+
+    def _locked_message(self, holder: LockInfo, timeout: float) -> str:
+        state_opt = "" if os.path.normpath(self.path) == os.path.normpath(DEFAULT_STATE_PATH) \
+            else f" --state {self.path}"
+        unlock = f"reconciler force-unlock {holder.id}{state_opt}"
+        waited = f"timed out after {timeout:g}s waiting for the state lock: " if timeout > 0 else ""
+        alive = lock_holder_alive(holder)
+        if alive is False:
+            return (
+                f"{waited}state file {self.path} is locked by a process that is no longer running "
+                f"({describe_lock(holder)}). If no reconciler is running, remove the stale lock "
+                f"with: {unlock}"
+            )
+        hint = "Wait for it with --lock-timeout SECONDS, or if" if timeout <= 0 else "If"
+        return (
+            f"{waited}state file {self.path} is locked by another reconciler "
+            f"({describe_lock(holder)}). {hint} that process is gone, run: {unlock}"
+        )
+
+    def _require_lock(self, what: str) -> None:
+        if self._lock_info is None:
+            raise RuntimeError(f"StateStore.{what}() needs the lock: use `with store.lock(...)`")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the state file has been written (a fresh State's lineage is not pinned yet)."""
+        return self.path.exists()
+
+    def load(self) -> State:
+        """The current state, with any leftover journal folded in (and committed if locked)."""
+        journal = self._read_journal()  # before the state file: see _fold
+        base = self._read_state_file()
+        state = _copy_state(base) if base is not None else State()
+        folded = False
+        if journal is not None:
+            folded = self._fold(state, base, journal)
+        with self._mutex:
+            self._state = state
+            self._base = base
+        if self._lock_info is not None and journal is not None:
+            if folded:
+                log.info("folding journal %s from an interrupted run into %s", self.journal_path, self.path)
+            self.commit()
+        return state
+
+    def snapshot(self) -> State:
+        """A copy of the in-memory state, safe to read while workers call record()."""
+        with self._mutex:
+            if self._state is None:
+                raise RuntimeError("StateStore.snapshot() before load()")
+            return _copy_state(self._state)
+
+    def _backup_hint(self) -> str:
+        if self.backup_path.exists():
+            return f"The previous version is in {self.backup_path}."
+        return f"No backup ({self.backup_path}) exists."
+
+    def _read_state_file(self) -> State | None:
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            raise StateError(
+                f"state file {self.path}: not UTF-8 text. It was left unchanged. {self._backup_hint()}"
+            ) from None
+        except OSError as exc:
+            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
+        try:
+            return state_from_json(text, str(self.path))
+        except StateError as exc:
+            raise StateError(f"{exc}. It was left unchanged. {self._backup_hint()}") from None
+
+    def _read_journal(self) -> _Journal | None:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read state journal {self.journal_path}: {exc.strerror}") from None
+        records: list[tuple[int, Any]] = []
+        bad: list[tuple[int, str]] = []  # unparsable lines; allowed only as a torn tail
+        lines = raw.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip(b"\x00 \t\r"):
+                continue  # blank, or zeros a crash left at the end of the file
+            if number == len(lines):  # no newline after it: cut off mid-write
+                bad.append((number, "no newline at the end"))
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:  # includes UnicodeDecodeError
+                bad.append((number, str(exc)))
+                continue
+            if bad:
+                raise StateError(
+                    f"state journal {self.journal_path}:{bad[0][0]}: corrupt line ({bad[0][1]}) "
+                    "followed by further records; the state file was left unchanged"
+                )
+            records.append((number, value))
+        if bad:
+            log.warning("ignoring torn tail of %s from line %d (a crash mid-write)", self.journal_path, bad[0][0])
+        if not records:
+            return _Journal(lineage="", serial=-1, changes=[])  # only a torn header: nothing done
+        (hnum, header), rest = records[0], records[1:]
+        if not (isinstance(header, dict) and header.get("journal") == JOURNAL_FORMAT
+                and isinstance(header.get("lineage"), str) and isinstance(header.get("serial"), int)):
+            raise StateError(f"state journal {self.journal_path}:{hnum}: not a journal header "
+                             f"(format {JOURNAL_FORMAT})")
+        changes: list[tuple[str, StateEntry | None]] = []
+        for number, rec in rest:
+            where = f"state journal {self.journal_path}:{number}"
+            if not isinstance(rec, dict) or not isinstance(rec.get("address"), str) or "entry" not in rec:
+                raise StateError(f"{where}: expected {{\"address\": ..., \"entry\": ...}}")
+            entry = None if rec["entry"] is None else entry_from_dict(rec["entry"], f"{where}: entry")
+            if entry is not None and entry.address != rec["address"]:
+                raise StateError(f"{where}: address {rec['address']} does not match its entry")
+            changes.append((rec["address"], entry))
+        return _Journal(lineage=header["lineage"], serial=header["serial"], changes=changes)
+
+    def _fold(self, state: State, base: State | None, journal: _Journal) -> bool:
+        """Apply a leftover journal to `state`; False when it holds nothing new."""
+        if not journal.changes:
+            return False
+        if base is None:
+            state.lineage = journal.lineage  # the crash came before the first state write
+        elif journal.lineage != base.lineage:
+            raise StateError(
+                f"state journal {self.journal_path} belongs to state lineage {journal.lineage}, "
+                f"but {self.path} has lineage {base.lineage}; move the journal away if it is not "
+                "from this state"
+            )
+        base_serial = base.serial if base is not None else 0
+        if journal.serial < base_serial:
+            # Written before the last commit, which already holds it (crash before deletion).
+            # Also what an unlocked reader sees if a commit lands between its two reads.
+            return False
+        if journal.serial > base_serial:
+            raise StateError(
+                f"state journal {self.journal_path} extends serial {journal.serial}, but {self.path} "
+                f"is at serial {base_serial} (was the state file replaced?). Move one of them away"
+            )
+        for address, entry in journal.changes:
+            apply_change(state, address, entry)
+        return True
+
+    # --- writing -------------------------------------------------------------------------
+
+    def record(self, entry: StateEntry | None, address: str) -> None:
+        """Make one change durable at once (journal append + fsync); None removes `address`."""
+        self._require_lock("record")
+        if entry is not None and entry.address != address:
+            raise ValueError(f"entry address {entry.address!r} does not match {address!r}")
+        if entry is not None:
+            entry = dataclasses.replace(entry, history=list(entry.history))  # later edits by the caller don't leak in
+        line = json.dumps(
+            {"address": address, "entry": entry_to_dict(entry) if entry is not None else None},
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        ).encode() + b"\n"
+        with self._mutex:
+            if self._state is None:
+                raise RuntimeError("StateStore.record() before load()")
+            if self._journal_broken:
+                raise StateError(f"state journal {self.journal_path} is unusable after a write error "
+                                 f"({self._journal_broken}); stop and run again to pick up from it")
+            try:
+                fd = self._open_journal()
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError as exc:
+                self._undo_partial_append()
+                raise StateError(
+                    f"cannot write state journal {self.journal_path}: {exc.strerror or exc}"
+                ) from exc
+            self._journal_size += len(line)
+            apply_change(self._state, address, entry)
+
+    def _undo_partial_append(self) -> None:
+        # A half-written line followed by good ones would read as corruption: cut it off, or
+        # if even that fails, refuse further records (a new journal would drop the old lines).
+        if self._journal_fd is None:
+            return
+        try:
+            os.ftruncate(self._journal_fd, self._journal_size)
+        except OSError as exc:
+            self._journal_broken = exc.strerror or str(exc)
+
+    def _open_journal(self) -> int:
+        if self._journal_fd is None:
+            assert self._state is not None
+            base_serial = self._base.serial if self._base is not None else 0
+            header = json.dumps({"journal": JOURNAL_FORMAT, "lineage": self._state.lineage,
+                                 "serial": base_serial}, sort_keys=True).encode() + b"\n"
+            # Truncate: any earlier journal was folded by load(), so this one starts afresh.
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, _FILE_MODE)
+            try:
+                _write_all(fd, header)
+                os.fsync(fd)
+                _fsync_dir(self.journal_path.parent)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._journal_fd = fd
+            self._journal_size = len(header)
+        return self._journal_fd
+
+    def _close_journal(self) -> None:
+        self._journal_broken = None
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+    def commit(self) -> State:
+        """Fold the journal into the state file (only if entries changed) and delete it."""
+        self._require_lock("commit")
+        with self._mutex:
+            if self._state is None:
+                raise RuntimeError("StateStore.commit() before load()")
+            with self._write_errors():
+                self._write_if_changed(self._state, force_new_file=False)
+                self._drop_journal()
+            return self._state
+
+    def save(self, state: State) -> None:
+        """Write a whole state (import, state rm): same atomic rules; replaces any journal."""
+        self._require_lock("save")
+        with self._mutex:
+            base = self._base if self._state is not None else self._read_state_file()
+            if base is not None and state.lineage != base.lineage:
+                raise StateError(
+                    f"refusing to overwrite {self.path} (lineage {base.lineage}) with a state of "
+                    f"lineage {state.lineage}"
+                )
+            self._base = base
+            with self._write_errors():
+                self._write_if_changed(state, force_new_file=True)
+                self._drop_journal()
+            self._state = state
+
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            kept = f"; the actions recorded so far are kept in {self.journal_path}" \
+                if self.journal_path.exists() else ""
+            raise StateError(
+                f"cannot write state file {self.path}: {exc.strerror or exc}. Its previous content "
+                f"is unchanged{kept}"
+            ) from exc
+
+    def _write_if_changed(self, state: State, force_new_file: bool) -> None:
+        base = self._base
+        if base is not None and base.entries == state.entries:
+            state.serial = base.serial
+            return
+        if base is None and not state.entries and not force_new_file:
+            return
+        state.version = STATE_VERSION
+        state.serial = (base.serial if base is not None else state.serial) + 1
+        self._write_state_file(state)
+        self._base = _copy_state(state)
+
+    def _write_state_file(self, state: State) -> None:
+        data = state_to_json(state).encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self._backup()
+        _atomic_write(self.path, data)
+
+    def _backup(self) -> None:
+        # A hard link to the current file is an O(1) backup that rename() then keeps alive.
+        with contextlib.suppress(OSError):
+            if os.path.samefile(self.path, self.backup_path):
+                return  # a crash after the last backup and before the write: already done
+        tmp = self.backup_path.with_name(f".{self.backup_path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            os.link(self.path, tmp)
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, self.backup_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            _atomic_write(self.backup_path, self.path.read_bytes())
+
+    def _drop_journal(self) -> None:
+        self._close_journal()
+        try:
+            os.unlink(self.journal_path)
+        except FileNotFoundError:
+            return
+        _fsync_dir(self.journal_path.parent)

@@ -1,0 +1,117 @@
+"""The executor against a live emulator: Ctrl-C during apply stops promptly and leaves state
+that the next apply completes without a duplicate."""
+
+from __future__ import annotations
+
+import _thread
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.model import KEY_LABEL, REQUEST_LABEL
+from reconciler.state.store import StateStore
+
+PROJECT, LOCATION = "interrupt-project", "us-central1"
+
+
+def _manifests(directory: Path, keys: list[str]) -> Path:
+    directory.mkdir()
+    docs = [f"apiVersion: tuning.reconciler/v1\nkind: TuningJob\nmetadata:\n  name: {key}\nspec:\n"
+            f"  baseModel: gemini-2.5-flash\n  supervisedTuningSpec:\n"
+            f"    trainingDatasetUri: gs://bucket/{key}.jsonl\n" for key in keys]
+    (directory / "jobs.yaml").write_text("---\n".join(docs))
+    return directory
+
+
+def _jobs(emulator) -> list[dict]:
+    with emulator.backend.lock:
+        return [job.resource() for job in emulator.backend.jobs.values()]
+
+
+@pytest.fixture
+def env(emulator_factory, monkeypatch):
+    emulator = emulator_factory(virtual_clock=True, latency_ms=250)
+    monkeypatch.setenv("RECONCILER_ENDPOINT", emulator.url)
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", emulator.token)
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.delenv("GOOGLE_CLOUD_LOCATION", raising=False)
+    return emulator
+
+
+def test_ctrl_c_during_apply_starts_nothing_more_and_the_next_apply_completes(env, tmp_path, capsys):
+    keys = [f"job-{i:02d}" for i in range(40)]
+    manifests = _manifests(tmp_path / "m", keys)
+    state = tmp_path / "state" / "default.json"
+    args = ["apply", str(manifests), "--auto-approve", "--no-color", "--state", str(state),
+            "--project", PROJECT, "--location", LOCATION]
+    seen: dict[str, float] = {}
+
+    def press_ctrl_c() -> None:
+        deadline = time.monotonic() + 30
+        while len(_jobs(env)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen["jobs"], seen["at"] = len(_jobs(env)), time.monotonic()
+        _thread.interrupt_main()
+
+    # One create per 1.5 s: four workers wait for the pacer, 34 changes wait in the queue.
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    code = main([*args, "--parallelism", "4", "--max-creates-per-minute", "40"])
+    returned = time.monotonic()
+    out, err = capsys.readouterr()
+    assert code == 130 and "Interrupted." in err, out + err
+    assert returned - seen["at"] < 3.0  # not after the waiting workers' turns
+
+    # At most the one create under way went on; no waiting or queued one was sent, then or later.
+    created = len(_jobs(env))
+    assert created <= seen["jobs"] + 1
+    time.sleep(1.0)
+    assert len(_jobs(env)) == created
+
+    # The lock is released and state is consistent: every job is recorded, or its request id is
+    # journaled for the next plan to adopt it.
+    assert not Path(f"{state}.lock").exists()
+    store = StateStore(state)
+    with store.lock("test"):
+        entries = {e.key: e for e in store.load().entries.values()}
+    for job in _jobs(env):
+        entry = entries[job["labels"][KEY_LABEL]]
+        assert entry.job_name == job["name"] or entry.request_id == job["labels"][REQUEST_LABEL]
+
+    # The next apply creates the rest, adopting what was not recorded, with no duplicate.
+    assert main([*args, "--parallelism", "8"]) == 0, capsys.readouterr()
+    assert "Apply complete!" in capsys.readouterr().out
+    assert sorted(job["labels"][KEY_LABEL] for job in _jobs(env)) == keys
+
+
+def test_ctrl_c_waits_for_slow_requests_under_way_and_records_them(emulator_factory, monkeypatch, tmp_path, capsys):
+    emulator = emulator_factory(virtual_clock=True, latency_ms=1500)  # every request takes 1.5 s
+    monkeypatch.setenv("RECONCILER_ENDPOINT", emulator.url)
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", emulator.token)
+    keys = [f"slow-{i}" for i in range(6)]
+    state = tmp_path / "state" / "default.json"
+    args = ["apply", str(_manifests(tmp_path / "m", keys)), "--auto-approve", "--no-color", "--state", str(state),
+            "--project", PROJECT, "--location", LOCATION, "--parallelism", "2"]
+
+    def press_ctrl_c() -> None:  # once the first creates are on the wire (the list took 1.5 s)
+        deadline = time.monotonic() + 30
+        while not Path(f"{state}.journal").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    assert main(args) == 130
+    out = capsys.readouterr().out
+    waited = re.search(r"Interrupted: waiting up to 15s for (\d) request\(s\) under way to be recorded", out)
+    assert waited, out
+    # The creates under way finished and were recorded as jobs, not left as request ids only.
+    jobs = _jobs(emulator)
+    assert 1 <= len(jobs) <= 2  # at most one per worker: nothing new started after Ctrl-C
+    store = StateStore(state)
+    with store.lock("test"):
+        recorded = {e.job_name for e in store.load().entries.values() if e.job_name}
+    assert recorded == {job["name"] for job in jobs}
