@@ -65,8 +65,7 @@ def run_apply(emu: h.Emulator, workdir: Path, jobs: int, parallelism: int, tag: 
 
 def audit(emu: h.Emulator, result: dict[str, Any]) -> dict[str, Any]:
     """What exists for this run's keys: jobs per key in the emulator, and the state's view."""
-    from reconciler.model import KEY_LABEL
-    from reconciler.plan.refresh import MANAGED_FILTER
+    from reconciler.model import KEY_LABEL, MANAGED_FILTER
 
     tag, jobs = result["tag"], result["jobs"]
     with h.tuning_client(emu.url) as client:

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         args.jobs, args.seconds = 500, 0.5
     readme = h.readme_for(args)
 
-    from reconciler.plan.refresh import MANAGED_FILTER, plan_fields
+    from reconciler.model import MANAGED_FILTER
+    from reconciler.plan.refresh import plan_fields
 
     with h.emulator(0.0) as emu:
         with emu.admin() as admin:

@@ -146,8 +146,8 @@ def seeded_key(n: int) -> str:
 
 def seed_managed(admin, count: int, spec: dict[str, Any], state: str = "JOB_STATE_SUCCEEDED") -> list[str]:
     """Seed `count` jobs with our identity labels in one call; job i has key `seeded_key(i)`."""
-    from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
     from reconciler.apischema.normalize import spec_hash
+    from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
 
     labels = {**spec.get("labels", {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE,
               KEY_LABEL: "job-{n}", SPEC_LABEL: spec_hash(spec)}

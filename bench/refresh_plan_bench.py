@@ -68,14 +68,14 @@ def run_plan(url: str, manifests: Path, state: Path) -> h.ChildRun:
 
 def refresh_in_process(url: str, manifests: Path, state_path: Path) -> tuple[float, int]:
     from reconciler.manifests.loader import load_desired
-    from reconciler.plan.refresh import plan_fields, refresh
+    from reconciler.plan.refresh import parents_of, plan_fields, refresh
     from reconciler.state.store import StateStore
 
     desired = load_desired([str(manifests)])
     state = StateStore(state_path).load()
     with h.tuning_client(url) as client:
         start = time.perf_counter()
-        view = refresh(client, desired, state, fields=plan_fields())  # as `plan` does
+        view = refresh(client, parents_of(desired, state), state, fields=plan_fields())  # as `plan` does
         seconds = time.perf_counter() - start
     return seconds, len(view.all_jobs())
 

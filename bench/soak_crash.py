@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from reconciler.emulator.server import EmulatorConfig, start_emulator  # noqa: E402
 from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE  # noqa: E402
+from reconciler.state.lock import read_lock  # noqa: E402
 from reconciler.state.model import state_from_json  # noqa: E402
-from reconciler.state.store import read_lock  # noqa: E402
 
 LIVE = {"JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_QUEUED"}
 

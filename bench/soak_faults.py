@@ -27,7 +27,6 @@ from reconciler.emulator.server import EmulatorConfig, start_emulator  # noqa: E
 from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE  # noqa: E402
 
 
-
 def manifests(directory: Path, count: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     docs = [f"apiVersion: tuning.reconciler/v1\nkind: TuningJob\nmetadata:\n  name: soak-{i:05d}\nspec:\n"

@@ -1,36 +1,50 @@
 """Argument parsing in one place, and the one error handler.
 
-Each subcommand lives in `reconciler/commands/<name>.py` and exposes
-`HELP: str`, `add_arguments(parser)` and `run(args) -> int`. Command modules import
-their heavy dependencies inside `run` so that `--help` stays fast.
+Each subcommand is a module of `reconciler/commands/` with `HELP: str`,
+`add_arguments(parser)` and `run(args) -> int`; it parses nothing else, and imports what it
+runs inside `run`, so that `--help` stays fast. Expected errors (`ReconcilerError`, OSError on
+a path the user gave) become `Error: message` and exit 1; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import functools
 import logging
-import math
-import re
 import sys
+from types import ModuleType
 
 from reconciler import __version__
+from reconciler.commands import (
+    apply,
+    demo,
+    drift,
+    emulator,
+    force_unlock,
+    import_job,
+    jobs,
+    plan,
+    schema,
+    show,
+    state,
+    validate,
+)
 from reconciler.errors import ReconcilerError
 
-# name on the command line -> module under reconciler.commands
-COMMANDS: dict[str, str] = {
-    "validate": "validate",
-    "plan": "plan",
-    "apply": "apply",
-    "show": "show",
-    "drift": "drift",
-    "jobs": "jobs",
-    "import": "import_job",
-    "state": "state",
-    "force-unlock": "force_unlock",
-    "schema": "schema",
-    "emulator": "emulator",
-    "demo": "demo",
+# name on the command line -> its module, in the order `--help` lists them
+COMMANDS: dict[str, ModuleType] = {
+    "validate": validate,
+    "plan": plan,
+    "apply": apply,
+    "show": show,
+    "drift": drift,
+    "jobs": jobs,
+    "import": import_job,
+    "state": state,
+    "force-unlock": force_unlock,
+    "schema": schema,
+    "emulator": emulator,
+    "demo": demo,
 }
 
 
@@ -44,58 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv for debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f"reconciler.commands.{module_name}")
+    for name, module in COMMANDS.items():
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        # The demo runs the other commands as a user would: through this same entry point.
+        run = functools.partial(module.run, cli=main) if module is demo else module.run
+        cmd.set_defaults(_run=run)
     return parser
-
-
-def add_target_options(parser: argparse.ArgumentParser) -> None:
-    """Options every command that talks to Vertex AI shares."""
-    parser.add_argument("--project", help="default project for manifests without metadata.project "
-                        "(else $GOOGLE_CLOUD_PROJECT)")
-    parser.add_argument("--location", help="default location for manifests without metadata.location "
-                        "(else $GOOGLE_CLOUD_LOCATION)")
-    parser.add_argument("--endpoint", help="API endpoint, e.g. http://127.0.0.1:8080 for the emulator "
-                        "(else $RECONCILER_ENDPOINT, else the regional Google endpoint)")
-
-
-def _number(kind: type, low: float, strict: bool):
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not math.isfinite(value) or value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {'greater than' if strict else 'at least'} {low:g}")
-        return value
-    return parse
-
-
-positive_int = _number(int, 0, strict=True)
-positive_float = _number(float, 0.0, strict=True)
-non_negative_float = _number(float, 0.0, strict=False)
-
-
-WORKSPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-def _workspace(name: str) -> str:
-    if not WORKSPACE_PATTERN.match(name) or ".." in name:
-        raise argparse.ArgumentTypeError(f"invalid workspace name {name!r} (letters, digits, '_', '-', '.')")
-    return f"state/{name}.json"
-
-
-def add_state_option(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--state", default="state/default.json", metavar="FILE",
-                       help="state file (default: %(default)s)")
-    group.add_argument("--workspace", dest="state", type=_workspace, metavar="NAME",
-                       help="use the state file state/NAME.json")
-    parser.add_argument("--lock-timeout", type=non_negative_float, default=0.0, metavar="SECONDS",
-                        help="wait this long for the state lock (default: fail at once)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,21 @@
-"""Data shared by every layer: desired jobs from manifests and the identity labels."""
+"""The shared vocabulary of every stage: desired jobs, identity labels, job states, addresses,
+targeting and drift categories. Data and pure helpers only; imports nothing of the project."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 API_VERSION = "tuning.reconciler/v1"
 KIND = "TuningJob"
+
+# Where things are when the user names nothing (the CLI's defaults, and what messages omit).
+DEFAULT_MANIFEST_PATH = "manifests"
+DEFAULT_STATE_PATH = "state/default.json"
+DEFAULT_IGNORE_FILE = ".reconcilerignore"
+PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
+LOCATION_ENV = "GOOGLE_CLOUD_LOCATION"
 
 # Identity labels: every job the tool creates carries the first three; the request label
 # makes a create whose response was lost findable again (exactly-once creation).
@@ -16,9 +25,11 @@ KEY_LABEL = "reconciler-key"
 SPEC_LABEL = "reconciler-spec"
 REQUEST_LABEL = "reconciler-request"
 RESERVED_LABELS = frozenset({MANAGED_BY_LABEL, KEY_LABEL, SPEC_LABEL, REQUEST_LABEL})
+MANAGED_FILTER = f'labels.{MANAGED_BY_LABEL}="{MANAGED_BY_VALUE}"'
 
 KEY_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
+STATE_PREFIX = "JOB_STATE_"
 ACTIVE_STATES = frozenset(
     {
         "JOB_STATE_QUEUED",
@@ -38,6 +49,52 @@ FINISHED_STATES = frozenset(
         "JOB_STATE_PARTIALLY_SUCCEEDED",
     }
 )
+# Finished without a result the user wanted: reported, or re-created under onFailure=recreate.
+FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED"})
+JOB_STATES = frozenset(ACTIVE_STATES | FINISHED_STATES | {"JOB_STATE_UNSPECIFIED"})
+
+# Drift categories (reports, ignore rules and the manifest schema's ignoreDrift all use them).
+PENDING = "pending-change"
+OUT_OF_BAND = "out-of-band"
+ORPHAN = "orphan"
+UNMANAGED = "unmanaged"
+DRIFT_CATEGORIES: tuple[str, ...] = (PENDING, OUT_OF_BAND, ORPHAN, UNMANAGED)
+
+
+def short_state(state: str | None) -> str:
+    """`JOB_STATE_RUNNING` -> `RUNNING`; "" for no state."""
+    return state.removeprefix(STATE_PREFIX) if state else ""
+
+
+def parent_of(project: str, location: str) -> str:
+    return f"projects/{project}/locations/{location}"
+
+
+def address_of(project: str, location: str, key: str) -> str:
+    """Unique across the whole configuration: keys are unique per project+location."""
+    return f"{project}/{location}/{key}"
+
+
+def targeted(address: str, targets: Iterable[str] | None) -> bool:
+    """Whether `--target` picks `address`: no targets, the address itself, or its bare key."""
+    return targets is None or address in targets or address.rsplit("/", 1)[-1] in targets
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Project and location for manifests that name none: the flag, else the environment."""
+
+    project: str | None = None
+    location: str | None = None
+
+    @classmethod
+    def resolve(cls, project: str | None, location: str | None, env: Mapping[str, str]) -> Defaults:
+        return cls(project or env.get(PROJECT_ENV) or None, location or env.get(LOCATION_ENV) or None)
+
+    @property
+    def parent(self) -> tuple[str, str] | None:
+        """(project, location) when both are known."""
+        return (self.project, self.location) if self.project and self.location else None
 
 
 @dataclass(frozen=True)
@@ -74,9 +131,8 @@ class DesiredJob:
 
     @property
     def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
+        return parent_of(self.project, self.location)
 
     @property
     def address(self) -> str:
-        """Unique across the whole configuration: keys are unique per project+location."""
-        return f"{self.project}/{self.location}/{self.key}"
+        return address_of(self.project, self.location, self.key)

@@ -1,38 +1,135 @@
-"""The steps plan, apply and drift share: load manifests, open state and client, refresh, plan."""
+"""The operations the commands run, each taking one typed request: plan, apply, drift, import,
+the state edits, force-unlock and the jobs listing. Here the stages meet (manifests, state,
+refresh, planner, executor); commands only parse arguments into a request and print results.
+"""
 
 from __future__ import annotations
 
-import argparse
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
-from reconciler.plan.live import LiveView
-from reconciler.model import DesiredJob
-from reconciler.plan.model import Plan
-from reconciler.state.model import State
+from reconciler.errors import ConfigError, PlanError, StateError
+from reconciler.model import DEFAULT_IGNORE_FILE, DEFAULT_STATE_PATH, Defaults, DesiredJob, targeted
 
-DEFAULT_PATHS = ["manifests"]
-
-
-def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
-    from reconciler.cli import add_state_option, add_target_options, positive_int
-
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (default: manifests/)")
-    add_target_options(parser)
-    add_state_option(parser)
-    parser.add_argument("--target", action="append", metavar="KEY", help="limit to this key (repeatable)")
-    parser.add_argument("--parallelism", type=positive_int, default=8, metavar="N",
-                        help="concurrent API calls (default: %(default)s)")
-    parser.add_argument("--no-color", action="store_true", help="never colour the output")
+if TYPE_CHECKING:
+    from reconciler.api.client import TuningClient
+    from reconciler.apply.executor import Outcome, Progress
+    from reconciler.drift.report import DriftReport
+    from reconciler.plan.live import LiveJob, LiveView
+    from reconciler.plan.model import Plan
+    from reconciler.state.lock import LockInfo
+    from reconciler.state.model import State, StateEntry
+    from reconciler.state.store import StateStore
 
 
-def open_client(args: argparse.Namespace):
+# --- requests ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateRef:
+    """Which state, and how long to wait for its lock."""
+
+    path: str = DEFAULT_STATE_PATH
+    lock_timeout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the API is (None: $RECONCILER_ENDPOINT, else the regional Google endpoint) and how
+    many calls may run at once."""
+
+    endpoint: str | None = None
+    parallelism: int = 8
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    paths: tuple[str, ...] = ()  # manifest files or directories; () = manifests/
+    defaults: Defaults = field(default_factory=Defaults)
+    state: StateRef = field(default_factory=StateRef)
+    connection: Connection = field(default_factory=Connection)
+    targets: tuple[str, ...] | None = None  # --target: keys or project/location/key
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    plan: PlanRequest
+    saved_plan: str | None = None  # apply exactly this plan file
+    max_creates_per_minute: float | None = None
+    wait: bool = False
+    poll_interval: float = 10.0
+    wait_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class DriftRequest:
+    plan: PlanRequest
+    include_unmanaged: bool = False
+    ignore_file: str | None = None  # None: .reconcilerignore if it exists
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    key: str  # a key or project/location/key the manifests declare
+    job_name: str  # a full job name or a bare id
+    plan: PlanRequest
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class Planned:
+    desired: list[DesiredJob]
+    state: State
+    live: LiveView
+    plan: Plan
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome]
+    approved: bool = True  # False: the user said no; nothing was done
+    blocked: bool = False  # the plan (shown) has problems; nothing was done
+    waited_failures: int = 0  # jobs followed with --wait that did not succeed
+    unfinished: int = 0  # jobs still running when --wait-timeout ran out
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def ok(self) -> bool:
+        return (self.approved and not self.blocked and not self.failed and not self.waited_failures
+                and not self.unfinished)
+
+
+class ApplyUI(Protocol):
+    """What apply shows and asks while it runs (the command's terminal)."""
+
+    def show_plan(self, plan: Plan) -> None: ...
+
+    def approve(self, plan: Plan) -> bool: ...
+
+    def progress(self) -> Progress: ...
+
+
+# --- shared steps --------------------------------------------------------------------------
+
+
+def open_client(connection: Connection) -> TuningClient:
     from reconciler.api.client import ClientOptions, TuningClient
 
-    return TuningClient(ClientOptions(endpoint=getattr(args, "endpoint", None),
-                                      max_connections=max(1, getattr(args, "parallelism", 8))))
+    return TuningClient(ClientOptions(endpoint=connection.endpoint, max_connections=connection.parallelism))
+
+
+def open_store(ref: StateRef) -> StateStore:
+    from reconciler.state.store import StateStore
+
+    return StateStore(ref.path)
 
 
 @contextmanager
@@ -49,48 +146,321 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass
-class Planned:
-    desired: list[DesiredJob]
-    state: State
-    live: LiveView
-    plan: Plan
-
-
-def load_desired(args: argparse.Namespace) -> list[DesiredJob]:
+def load_desired(request: PlanRequest) -> list[DesiredJob]:
     from reconciler.manifests.loader import load_desired as load
 
-    return load(args.paths or DEFAULT_PATHS, args.project, args.location)
+    return load(list(request.paths) or None, request.defaults)
 
 
-def make_plan(args: argparse.Namespace, store, client, desired: list[DesiredJob] | None = None) -> Planned:
-    """Plan from manifests (or the given desired jobs) against state and a fresh refresh.
-    The caller holds the state lock."""
-    from reconciler.plan.planner import plan
-    from reconciler.plan.refresh import plan_fields, refresh
-
-    from_manifests = desired is None
-    with gc_paused():
-        if desired is None:
-            desired = load_desired(args)
-        state = store.load()
-        if from_manifests and args.target:
-            _check_targets(args.target, desired, state)
-        live = refresh(client, desired, state, parallelism=args.parallelism, fields=plan_fields())
-        planned = plan(desired, state, live, targets=args.target)
-    if not store.exists():
-        planned.lineage = None  # no state yet: its lineage is fixed only by the first write
-    return Planned(desired, state, live, planned)
-
-
-def _check_targets(targets: list[str], desired: list[DesiredJob], state: State) -> None:
+def _check_targets(targets: tuple[str, ...], desired: list[DesiredJob], state: State) -> None:
     """A --target that names nothing is a typo, not an empty plan to wave through."""
-    from reconciler.errors import ConfigError
-
-    from reconciler.plan.planner import targeted
-
     known = {d.address for d in desired} | set(state.entries)
     unknown = [t for t in targets if not any(targeted(a, {t}) for a in known)]
     if unknown:
         raise ConfigError(f"--target {', '.join(unknown)}: no such key in the manifests or the state "
                           "(give a key or project/location/key)")
+
+
+def _make_plan(request: PlanRequest, store: StateStore, client: TuningClient,
+               desired: list[DesiredJob] | None = None) -> Planned:
+    """Plan from the manifests (or the given desired jobs) against state and a fresh refresh.
+    The caller holds the state lock."""
+    from reconciler.plan.planner import plan
+    from reconciler.plan.refresh import parents_of, plan_fields, refresh
+
+    from_manifests = desired is None
+    with gc_paused():
+        if desired is None:
+            desired = load_desired(request)
+        state = store.load()
+        if from_manifests and request.targets:
+            _check_targets(request.targets, desired, state)
+        live = refresh(client, parents_of(desired, state), state, parallelism=request.connection.parallelism,
+                       fields=plan_fields())
+        planned = plan(desired, state, live, targets=request.targets)
+    if not store.exists():
+        planned.lineage = None  # no state yet: its lineage is fixed only by the first write
+    return Planned(desired, state, live, planned)
+
+
+# --- plan ----------------------------------------------------------------------------------
+
+
+def make_plan(request: PlanRequest) -> Planned:
+    store = open_store(request.state)
+    with store.lock("plan", timeout=request.state.lock_timeout), open_client(request.connection) as client:
+        return _make_plan(request, store, client)
+
+
+# --- apply ---------------------------------------------------------------------------------
+
+
+def _problems(plan: Plan) -> str:
+    return "; ".join(f"{p.address}: {p.message}" for p in plan.problems)
+
+
+def apply(request: ApplyRequest, ui: ApplyUI) -> ApplyResult:
+    """Plan (or take the saved plan, refused if stale), ask, then carry it out under the lock,
+    recording every step; with `wait`, follow the jobs it started until they finish."""
+    from reconciler.apply.executor import ApplyOptions, Executor
+    from reconciler.apply.follow import follow
+    from reconciler.plan.planfile import desired_from_plan, load_plan, stale_reasons
+
+    saved = load_plan(request.saved_plan) if request.saved_plan else None
+    if saved is not None and request.plan.paths:
+        raise PlanError("give either a saved plan or manifest paths, not both")
+    if saved is not None and saved.problems:
+        raise PlanError(f"saved plan {request.saved_plan} has problems to fix first: {_problems(saved)}")
+    planning = request.plan
+    store = open_store(planning.state)
+    with store.lock("apply", timeout=planning.state.lock_timeout), open_client(planning.connection) as client:
+        if saved is not None:
+            planning = replace(planning, targets=tuple(c.address for c in saved.changes))
+            planned = _make_plan(planning, store, client, desired=desired_from_plan(saved))
+            reasons = stale_reasons(saved, planned.plan, request.saved_plan or "", planning.state.path)
+            if reasons:
+                raise PlanError("Saved plan is stale: " + "; ".join(reasons) + ". Run plan again.")
+            if planned.plan.problems:
+                raise PlanError(f"Saved plan can no longer be applied: {_problems(planned.plan)}. Run plan again.")
+            plan = saved
+        else:
+            planned = _make_plan(planning, store, client)
+            plan = planned.plan
+            ui.show_plan(plan)
+            if plan.problems:
+                return ApplyResult([], blocked=True)
+            if plan.has_changes and not ui.approve(plan):
+                return ApplyResult([], approved=False)
+        options = ApplyOptions(parallelism=planning.connection.parallelism,
+                               max_creates_per_minute=request.max_creates_per_minute)
+        result = ApplyResult([])
+        try:
+            with ui.progress() as progress:
+                executor = Executor(client, store, planned.state, progress, options)
+                result.outcomes = executor.run(plan)
+                if request.wait and not result.failed:
+                    started = executor.started_jobs(result.outcomes)
+                    final = follow(client, store, started, progress.line, interval=request.poll_interval,
+                                   timeout=request.wait_timeout, status=progress.status)
+                    result.waited_failures = sum(1 for j in final.values() if j.state != "JOB_STATE_SUCCEEDED")
+                    result.unfinished = len(started) - len(final)
+        finally:
+            store.commit()
+    return result
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+
+def drift(request: DriftRequest) -> DriftReport:
+    """Pending, out-of-band, orphan (and with `include_unmanaged`, hand-made) drift: one list
+    per project+location, whole jobs (the report shows tuned models and token counts)."""
+    from reconciler.drift.ignore import load_ignore
+    from reconciler.drift.report import build_report
+    from reconciler.plan.planner import plan
+    from reconciler.plan.refresh import parents_of, refresh
+
+    planning = request.plan
+    rules = load_ignore(request.ignore_file or DEFAULT_IGNORE_FILE, required=request.ignore_file is not None)
+    desired = load_desired(planning)
+    store = open_store(planning.state)
+    with store.lock("drift", timeout=planning.state.lock_timeout), open_client(planning.connection) as client:
+        state = store.load()
+        parents = parents_of(desired, state)
+        default = planning.defaults.parent
+        if request.include_unmanaged and default and default not in parents:
+            parents.append(default)  # hand-made jobs are looked for where the user works, too
+        live = refresh(client, parents, state, parallelism=planning.connection.parallelism,
+                       include_unmanaged=request.include_unmanaged)
+    return build_report(desired, state, live, plan(desired, state, live, targets=planning.targets),
+                        unmanaged=live.unmanaged, rules=rules, targets=planning.targets)
+
+
+# --- import --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Imported:
+    address: str
+    job: LiveJob
+
+
+def _job_id(job_name: str, location: str) -> str:
+    """The numeric id of `job_name` (a full name or a bare id), checking a full name's location."""
+    parts = job_name.strip("/").split("/")
+    if len(parts) == 1 and parts[0].isdigit():
+        return parts[0]
+    if (len(parts) == 6 and parts[0] == "projects" and parts[2] == "locations" and parts[4] == "tuningJobs"
+            and parts[5].isdigit()):
+        if parts[3] != location:
+            raise PlanError(f"{job_name} is in location {parts[3]}, but the key is in {location}")
+        return parts[5]
+    raise PlanError(f"invalid job name {job_name!r}: expected projects/P/locations/L/tuningJobs/ID or the bare ID")
+
+
+def import_job(request: ImportRequest) -> Imported:
+    """Start tracking a job made outside the tool for a key the manifests declare."""
+    from reconciler.api.errors import NotFoundError
+    from reconciler.apischema.normalize import spec_hash
+    from reconciler.plan.live import LiveJob
+    from reconciler.state.model import StateEntry
+
+    key = request.key
+    matches = [d for d in load_desired(request.plan) if d.key == key or d.address == key]
+    if not matches:
+        raise PlanError(f"no manifest declares key {key!r}: add it to the manifests before importing")
+    if len(matches) > 1:
+        raise PlanError(f"key {key!r} is declared in several locations: "
+                        + ", ".join(d.address for d in matches) + "; give project/location/key")
+    d = matches[0]
+    job_id = _job_id(request.job_name, d.location)
+    store = open_store(request.plan.state)
+    with (store.lock("import", timeout=request.plan.state.lock_timeout),
+          open_client(replace(request.plan.connection, parallelism=1)) as client):
+        state = store.load()
+        existing = state.entries.get(d.address)
+        if existing and existing.job_name:
+            raise PlanError(f"{d.address} already tracks {existing.job_name}; "
+                            f"run `reconciler state rm {d.key}` first to import another job")
+        # Fetched through the key's own project and location: a job of another project is a 404.
+        try:
+            job = LiveJob.from_api(client.get_job(f"{d.parent}/tuningJobs/{job_id}"))
+        except NotFoundError:
+            raise PlanError(f"no tuning job {job_id} in {d.parent} (the project and location of "
+                            f"{d.address})") from None
+        for other in state.entries.values():
+            if job.name == other.job_name or (job.name in other.history and other.address != d.address):
+                raise PlanError(f"{job.name} is already tracked as {other.address}")
+        if job.key is not None and job.key != d.key:
+            raise PlanError(f"{job.name} is labelled for key {job.key!r}, not {d.key!r}")
+        entry = StateEntry(key=d.key, project=d.project, location=d.location, job_name=job.name,
+                           spec_hash=spec_hash(job.raw), job_state=job.state, update_time=job.update_time,
+                           history=list(existing.history) if existing else [], imported=job.key is None)
+        store.record(entry, d.address)
+        store.commit()
+    return Imported(d.address, job)
+
+
+# --- state edits ---------------------------------------------------------------------------
+
+
+def read_state(path: str) -> tuple[State, bool]:
+    """The state and whether its file exists. No lock: a read-only view (a running apply's
+    journal is folded in memory only)."""
+    store = open_store(StateRef(path))
+    return store.load(), store.exists()
+
+
+def find_entries(state: State, key: str, path: str) -> list[StateEntry]:
+    """The entries `key` (a key or project/location/key) names; an error naming what is
+    tracked when there is none."""
+    found = state.find(key)
+    if not found:
+        known = sorted(state.entries)
+        hint = f" (tracked: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})" if known else \
+            " (it tracks nothing)"
+        raise StateError(f"no entry for {key} in state file {path}{hint}")
+    return found
+
+
+def remove_entries(ref: StateRef, keys: list[str], dry_run: bool = False) -> tuple[list[StateEntry], State]:
+    """Stop tracking `keys`, all or none (nothing is changed in Vertex AI)."""
+    store = open_store(ref)
+    if not store.exists():
+        raise StateError(f"state file {ref.path} does not exist: nothing to remove")
+    with store.lock("state rm", timeout=ref.lock_timeout):
+        state = store.load()
+        # Resolve every argument before changing anything: all or nothing.
+        chosen: dict[str, StateEntry] = {}
+        for key in keys:
+            found = find_entries(state, key, ref.path)
+            if len(found) > 1:
+                raise StateError(
+                    f"{key} matches several entries ({', '.join(e.address for e in found)}); "
+                    "give the full PROJECT/LOCATION/KEY address"
+                )
+            chosen[found[0].address] = found[0]
+        if not dry_run:
+            for address in chosen:
+                del state.entries[address]
+            store.save(state)
+    return list(chosen.values()), state
+
+
+def move_entry(ref: StateRef, source: str, target: str) -> State:
+    """Track `source` as `target`: the same key and location under another spelling of its
+    project (id or number). Nothing is changed in Vertex AI."""
+    parts = [source.split("/"), target.split("/")]
+    if any(len(p) != 3 or not all(p) for p in parts):
+        raise StateError("give both addresses in full, PROJECT/LOCATION/KEY")
+    (_, loc, key), (project, new_loc, new_key) = parts
+    if (loc, key) != (new_loc, new_key):
+        # The job's labels name its key, and its name its location: neither can follow a move.
+        raise StateError("state mv changes only the project spelling: key and location must stay the same")
+    store = open_store(ref)
+    if not store.exists():
+        raise StateError(f"state file {ref.path} does not exist: nothing to move")
+    with store.lock("state mv", timeout=ref.lock_timeout):
+        state = store.load()
+        entry = state.entries.get(source)
+        if entry is None:
+            find_entries(state, source, ref.path)  # raises, listing what is tracked
+            raise AssertionError("unreachable")
+        if target in state.entries:
+            raise StateError(f"{target} is already tracked; `reconciler state rm` it first")
+        del state.entries[source]
+        state.entries[target] = replace(entry, project=project)
+        store.save(state)
+    return state
+
+
+def force_unlock(path: str, lock_id: str, confirm: Callable[[LockInfo, bool | None], bool]) -> bool:
+    """Remove the lock `lock_id` from state `path` once `confirm(lock, holder_alive)` agrees
+    (holder_alive: None when it runs on another host). False when not confirmed."""
+    from reconciler.state import lock
+
+    info = lock.held_lock(path, lock_id)
+    if not confirm(info, lock.lock_holder_alive(info)):
+        return False
+    lock.force_unlock(path, lock_id)
+    return True
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedJob:
+    project: str  # as the user named it (the parent listed), not the number in the job's name
+    location: str
+    job: LiveJob
+
+
+def job_parents(given: tuple[str, str] | None, state_path: str) -> list[tuple[str, str]]:
+    """Where to list: the given project+location and every one the state tracks."""
+    parents = {given} if given else set()
+    store = open_store(StateRef(state_path))
+    if store.exists():
+        parents |= {(e.project, e.location) for e in store.load().entries.values()}  # read-only, no lock
+    if not parents:
+        raise ConfigError("no project and location to list: pass --project and --location (or set "
+                          "$GOOGLE_CLOUD_PROJECT and $GOOGLE_CLOUD_LOCATION), or point --state at a state file")
+    return sorted(parents)
+
+
+def list_jobs(client: TuningClient, parents: list[tuple[str, str]], show_all: bool,
+              user_filter: str | None) -> list[ListedJob]:
+    """One paginated list per project+location. Managed jobs are filtered on the server and
+    checked again here (how exactly the server filters labels is not documented)."""
+    from reconciler.model import MANAGED_FILTER, parent_of
+    from reconciler.plan.live import LiveJob
+
+    api_filter = user_filter
+    if not show_all:
+        api_filter = f"{MANAGED_FILTER} AND ({user_filter})" if user_filter else MANAGED_FILTER
+    found = [ListedJob(project, location, job)
+             for project, location in parents
+             for job in map(LiveJob.from_api, client.list_jobs(parent_of(project, location), filter=api_filter))
+             if show_all or job.managed]
+    return sorted(found, key=lambda j: (j.project, j.location, j.job.key is None, j.job.key or "",
+                                        j.job.create_time, j.job.name))

@@ -11,11 +11,11 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reconciler.cli import main
 from reconciler.api.client import ClientOptions, TuningClient
-from reconciler.plan.differ import diff_spec
+from reconciler.cli import main
 from reconciler.emulator.admin import EmulatorAdmin
 from reconciler.manifests.validation import validator
+from reconciler.plan.differ import diff_spec
 
 ADAPTERS = ["ADAPTER_SIZE_ONE", "ADAPTER_SIZE_TWO", "ADAPTER_SIZE_FOUR", "ADAPTER_SIZE_EIGHT",
             "ADAPTER_SIZE_SIXTEEN"]

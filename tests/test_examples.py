@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.manifests import loader as manifest
+from reconciler.manifests import yaml_reader
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples"
 FILES = sorted(EXAMPLES.glob("*.yaml"))
@@ -21,7 +22,7 @@ def test_there_are_examples() -> None:
 def test_example_is_valid_and_points_editors_at_the_schema(path: Path) -> None:
     assert path.read_text(encoding="utf-8").splitlines()[0] == SCHEMA_COMMENT
     assert (path.parent / "../../schemas/manifest.schema.json").resolve().is_file()
-    result = manifest.check([str(path)], env={})
+    result = manifest.check([str(path)])
     assert result.problems == []
     assert result.jobs
 
@@ -39,7 +40,7 @@ def test_examples_cover_the_documented_cases() -> None:
     continued = jobs[("support-bot-continued", "us-central1")]
     assert "preTunedModel" in continued.spec and "baseModel" not in continued.spec
     assert continued.lifecycle.on_base_model_change == "rebase"
-    multi = manifest.parse_file(str(EXAMPLES / "multi-document.yaml"))
+    multi = yaml_reader.parse_text((EXAMPLES / "multi-document.yaml").read_text(), "multi-document.yaml")
     assert len(multi.documents) >= 3
     # The same key in two locations is two jobs.
     assert ("faq-bot-en", "us-central1") in jobs and ("faq-bot-en", "europe-west4") in jobs

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import ssl
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,294 +19,33 @@ from dataclasses import dataclass, field
 import httpx
 
 from reconciler import __version__
+from reconciler.api.answers import check_page, check_tuning_job, page_size_param, read_bounded
 from reconciler.api.auth import Credentials, credentials_for
 from reconciler.api.endpoints import base_url_for, endpoint_override, is_emulator_endpoint
-from reconciler.errors import ReconcilerError
-from reconciler.model import ACTIVE_STATES, FINISHED_STATES, REQUEST_LABEL
+from reconciler.api.errors import (
+    ApiError,
+    NotFoundError,
+    OperationTimeoutError,
+    TransportError,
+    error_from_response,
+    make_api_error,
+    operation_error,
+    snippet,
+)
+from reconciler.api.names import JOB, OPERATION, PARENT, check, check_request_id, request_filter, with_labels
 from reconciler.api.retry import RETRYABLE_STATUSES, RetryBudget, RetryPolicy, parse_retry_after
+from reconciler.errors import ReconcilerError
+from reconciler.model import REQUEST_LABEL
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"tuning-reconciler/{__version__}"
 API_VERSION = "v1"
 
-# google.rpc.Code numbers (operation errors carry these, HTTP errors carry the HTTP status).
-RPC_CODES: dict[int, str] = {
-    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
-    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
-    9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
-    13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
-}
-# For error bodies that are not Google JSON (a proxy's HTML page, say).
-HTTP_STATUSES: dict[int, str] = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
-    501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
-}
-
-_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._~-]*"
-_PARENT = re.compile(rf"^projects/{_SEGMENT}/locations/{_SEGMENT}$")
-_JOB = re.compile(rf"^projects/{_SEGMENT}/locations/{_SEGMENT}/tuningJobs/{_SEGMENT}$")
-_OPERATION = re.compile(rf"^projects/{_SEGMENT}/locations/{_SEGMENT}(?:/{_SEGMENT})*/operations/{_SEGMENT}$")
-# A label value: what the request id must be to travel as one.
-_REQUEST_ID = re.compile(r"^[a-z0-9_-]{1,63}$")
 # Failures that happen before a single byte of the request reaches the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # ... and of those, the ones that mean the server is not there (PoolTimeout is our own queue).
 _UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ApiError(ReconcilerError):
-    """A Google API error. `code` is the HTTP status (or the google.rpc code for an
-    operation's error), `status` the canonical name (NOT_FOUND, ...)."""
-
-    def __init__(
-        self, code: int, status: str, message: str, details: list | None = None, *, context: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-        self.message = message
-        self.details = details or []
-        self.context = context
-
-    def field_violations(self) -> list[tuple[str, str]]:
-        """(field, description) pairs from `google.rpc.BadRequest` details."""
-        found = []
-        for detail in self.details:
-            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.BadRequest"):
-                for violation in detail.get("fieldViolations") or []:
-                    if isinstance(violation, dict):
-                        found.append((str(violation.get("field", "")), str(violation.get("description", ""))))
-        return found
-
-    def __str__(self) -> str:
-        text = f"{self.status} ({self.code}): {self.message.strip()}"
-        violations = self.field_violations()
-        if violations:
-            text += "; " + "; ".join(f"{name}: {why}" for name, why in violations)
-        if self.context:
-            text += f" [{self.context}]"
-        return text
-
-
-class NotFoundError(ApiError):
-    pass
-
-
-class FailedPreconditionError(ApiError):
-    pass
-
-
-class InvalidArgumentError(ApiError):
-    pass
-
-
-class ResourceExhaustedError(ApiError):
-    pass
-
-
-class UnavailableError(ApiError):
-    pass
-
-
-class UnauthenticatedError(ApiError):
-    pass
-
-
-class PermissionDeniedError(ApiError):
-    pass
-
-
-class MalformedResponseError(ReconcilerError):
-    """A 2xx answer whose content is not what the API documents: planning on it could be wrong."""
-
-
-class TransportError(ReconcilerError):
-    """The server could not be reached or did not answer, and retries are exhausted."""
-
-
-class OperationTimeoutError(ReconcilerError):
-    """A long-running operation was still not done when `wait_operation` gave up."""
-
-
-class ResourceNameError(ReconcilerError, ValueError):
-    """A resource name or parent that does not have the expected shape."""
-
-
-_ERROR_CLASSES: dict[str, type[ApiError]] = {
-    "NOT_FOUND": NotFoundError,
-    "FAILED_PRECONDITION": FailedPreconditionError,
-    "INVALID_ARGUMENT": InvalidArgumentError,
-    "RESOURCE_EXHAUSTED": ResourceExhaustedError,
-    "UNAVAILABLE": UnavailableError,
-    "UNAUTHENTICATED": UnauthenticatedError,
-    "PERMISSION_DENIED": PermissionDeniedError,
-}
-
-
-def make_api_error(
-    code: int, status: str, message: str, details: list | None = None, *, context: str = ""
-) -> ApiError:
-    """The typed ApiError subclass for `status`."""
-    return _ERROR_CLASSES.get(status, ApiError)(code, status, message, details, context=context)
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit] + "..."
-
-
-def error_from_response(response: httpx.Response, context: str = "") -> ApiError:
-    """Parse Google's JSON error body; anything else still gives a readable ApiError."""
-    http_code = response.status_code
-    fallback_status = HTTP_STATUSES.get(http_code, "UNKNOWN")
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict):
-        code = error.get("code")
-        status = error.get("status")
-        details = error.get("details")
-        return make_api_error(
-            code if isinstance(code, int) else http_code,
-            status if isinstance(status, str) and status else fallback_status,
-            str(error.get("message") or response.reason_phrase or "no message"),
-            details if isinstance(details, list) else [],
-            context=context,
-        )
-    body = _snippet(response.text) if response.content else ""
-    message = f"HTTP {http_code} {response.reason_phrase} with a non-JSON body"
-    return make_api_error(http_code, fallback_status, message + (f": {body}" if body else ""), context=context)
-
-
-def operation_error(operation: dict, context: str = "") -> ApiError:
-    """The ApiError for a done operation's `error` (a google.rpc.Status)."""
-    error = operation.get("error") or {}
-    code = error.get("code") if isinstance(error.get("code"), int) else 2
-    return make_api_error(
-        code,
-        RPC_CODES.get(code, "UNKNOWN"),
-        str(error.get("message") or "operation failed"),
-        error.get("details") if isinstance(error.get("details"), list) else [],
-        context=context,
-    )
-
-
-# --------------------------------------------------------------------------- answers
-
-JOB_STATES = frozenset(ACTIVE_STATES | FINISHED_STATES | {"JOB_STATE_UNSPECIFIED"})
-_JOB_TIMES = ("createTime", "updateTime", "startTime", "endTime")
-# A list page of 1,000 jobs is a few MB; anything near this is a broken or hostile server.
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-
-
-def _kind(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def check_tuning_job(job: object, where: str, require_state: bool = True, require_name: bool = True) -> dict:
-    """`job` if it has the documented shape of the fields we plan with; else MalformedResponseError.
-
-    An unknown `state` is refused rather than guessed at: treating a running job as finished
-    (or the reverse) would plan a duplicate billed job or a wrong cancel.
-    """
-    def bad(field: str, problem: str) -> MalformedResponseError:
-        return MalformedResponseError(f"{where}{field}: {problem}")
-
-    if not isinstance(job, dict):
-        raise bad("", f"expected a TuningJob object, got {_kind(job)}")
-    name = job.get("name")
-    if name is None and require_name:
-        raise bad(".name", "missing")
-    if name is not None and (not isinstance(name, str) or not _JOB.match(name)):
-        raise bad(".name", f"not a tuning job name: {_snippet(repr(name), 80)}")
-    state = job.get("state")
-    if state is None and require_state:
-        raise bad(".state", "missing")
-    if state is not None and not isinstance(state, str):
-        raise bad(".state", f"expected a string, got {_kind(state)}")
-    if state is not None and state not in JOB_STATES:
-        raise bad(".state", f"unknown value {_snippet(repr(state), 80)} (this version knows "
-                            f"{', '.join(sorted(s.removeprefix('JOB_STATE_') for s in JOB_STATES))}); "
-                            "upgrade tuning-reconciler if the API has added a state")
-    labels = job.get("labels", {})
-    if not isinstance(labels, dict):
-        raise bad(".labels", f"expected an object, got {_kind(labels)}")
-    for key, value in labels.items():
-        if not isinstance(value, str):
-            raise bad(f".labels[{_snippet(repr(key), 80)}]", f"expected a string, got {_kind(value)}")
-    for field_name in _JOB_TIMES:
-        if field_name in job and not isinstance(job[field_name], str):
-            raise bad(f".{field_name}", f"expected a timestamp string, got {_kind(job[field_name])}")
-    error = job.get("error")
-    if error is not None and not isinstance(error, dict):
-        raise bad(".error", f"expected an object, got {_kind(error)}")
-    return job
-
-
-def _selected(fields: str | None, name: str) -> bool:
-    """Whether a partial-response selection (None: everything) keeps the job field `name`."""
-    return fields is None or re.search(rf"[(,]{name}[,)]", fields) is not None
-
-
-def _check_page(page: dict, key: str, where: str, fields: str | None = None) -> list:
-    items = page.get(key, [])
-    if not isinstance(items, list):
-        raise MalformedResponseError(f"{where}: {key}: expected a list, got {_kind(items)}")
-    token = page.get("nextPageToken")
-    if token is not None and not isinstance(token, str):
-        raise MalformedResponseError(f"{where}: nextPageToken: expected a string, got {_kind(token)}")
-    for i, item in enumerate(items):
-        if key == "tuningJobs":
-            check_tuning_job(item, f"{where}: {key}[{i}]", require_state=_selected(fields, "state"),
-                             require_name=_selected(fields, "name"))
-        elif not isinstance(item, dict):
-            raise MalformedResponseError(f"{where}: {key}[{i}]: expected an object, got {_kind(item)}")
-    return items
-
-
-def _page_size(page_size: int | None) -> dict[str, str]:
-    """The pageSize query parameter of a list call ({} for the server's default)."""
-    if page_size is None:
-        return {}
-    if page_size < 1:
-        raise ValueError("page_size must be positive")
-    return {"pageSize": str(page_size)}
-
-
-# --------------------------------------------------------------------------- names
-
-
-def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise ResourceNameError(f"invalid {what} {value!r}")
-    return value
-
-
-def new_request_id() -> str:
-    """A fresh request id: fits a label value, unique per create attempt series."""
-    return uuid.uuid4().hex
-
-
-def request_filter(request_id: str) -> str:
-    return f'labels.{REQUEST_LABEL}="{request_id}"'
-
-
-def _with_labels(resource: dict | None, labels: dict[str, str]) -> dict:
-    """A copy of `resource` with `labels` merged into its labels (the caller's dict is untouched)."""
-    result = dict(resource or {})
-    result["labels"] = {**(result.get("labels") or {}), **labels}
-    return result
-
-
-# --------------------------------------------------------------------------- client
 
 
 @dataclass
@@ -396,17 +133,17 @@ class TuningClient:
 
         `fields` is Google's partial-response selection (e.g. `nextPageToken,tuningJobs(name)`):
         it must keep `nextPageToken`, or only the first page is read."""
-        _check(_PARENT, parent, "parent")
+        check(PARENT, parent, "parent")
         params: dict[str, str] = {}
         if filter:
             params["filter"] = filter
         if fields:
             params["fields"] = fields
-        return self._paginate("list", parent, f"{parent}/tuningJobs", {**params, **_page_size(page_size)},
+        return self._paginate("list", parent, f"{parent}/tuningJobs", {**params, **page_size_param(page_size)},
                               "tuningJobs")
 
     def get_job(self, name: str) -> dict:
-        _check(_JOB, name, "tuning job name")
+        check(JOB, name, "tuning job name")
         return check_tuning_job(self._call("get", "GET", name, name), f"malformed answer to GET {name}: job")
 
     def create_job(self, parent: str, body: dict, request_id: str) -> dict:
@@ -416,9 +153,9 @@ class TuningClient:
         looked up by its request label before any new attempt; a 429 means nothing was
         created and is simply retried after the backoff.
         """
-        _check(_PARENT, parent, "parent")
-        _check_request_id(request_id)
-        payload = _with_labels(body, {REQUEST_LABEL: request_id})
+        check(PARENT, parent, "parent")
+        check_request_id(request_id)
+        payload = with_labels(body, {REQUEST_LABEL: request_id})
         job = self._call(
             "create",
             "POST",
@@ -431,16 +168,16 @@ class TuningClient:
         return check_tuning_job(job, f"malformed answer to POST {parent}/tuningJobs: job")
 
     def cancel_job(self, name: str) -> None:
-        _check(_JOB, name, "tuning job name")
+        check(JOB, name, "tuning job name")
         self._call("cancel", "POST", name, f"{name}:cancel", body={})
 
     def rebase_tuned_model(self, parent: str, body: dict, request_id: str) -> dict:
         """Start a rebase (returns the Operation), exactly once: the new job's labels carry
         the request id so that a lost answer can be recovered from the job's operations."""
-        _check(_PARENT, parent, "parent")
-        _check_request_id(request_id)
+        check(PARENT, parent, "parent")
+        check_request_id(request_id)
         payload = dict(body)
-        payload["tuningJob"] = _with_labels(body.get("tuningJob"), {REQUEST_LABEL: request_id})
+        payload["tuningJob"] = with_labels(body.get("tuningJob"), {REQUEST_LABEL: request_id})
         return self._call(
             "rebase",
             "POST",
@@ -453,7 +190,7 @@ class TuningClient:
     def find_job_by_request(self, parent: str, request_id: str) -> dict | None:
         """The job created with this request id, if any. The server-side filter narrows the
         list; the label is checked here as well since server filtering may be inexact."""
-        _check(_PARENT, parent, "parent")
+        check(PARENT, parent, "parent")
         return self._find_job(parent, request_id, None)
 
     # ---- operations
@@ -464,19 +201,19 @@ class TuningClient:
 
     def get_operation(self, name: str) -> dict:
         """operations.get: the Operation (`done`, `metadata`, then `response` or `error`)."""
-        _check(_OPERATION, name, "operation name")
+        check(OPERATION, name, "operation name")
         return self._call("get_operation", "GET", name, name)
 
     def list_operations(self, job_name: str, page_size: int | None = None) -> Iterator[dict]:
         """operations.list: every operation of a job, fetched lazily page by page."""
-        _check(_JOB, job_name, "tuning job name")
-        return self._paginate("list_operations", job_name, f"{job_name}/operations", _page_size(page_size),
+        check(JOB, job_name, "tuning job name")
+        return self._paginate("list_operations", job_name, f"{job_name}/operations", page_size_param(page_size),
                               "operations")
 
     def cancel_operation(self, name: str) -> None:
         """operations.cancel: ask the server to stop the operation (a no-op once it is done).
         The operation then finishes with error code 1 (CANCELLED); it is not deleted."""
-        _check(_OPERATION, name, "operation name")
+        check(OPERATION, name, "operation name")
         self._call("cancel_operation", "POST", name, f"{name}:cancel")  # no request body (discovery)
 
     def delete_operation(self, name: str) -> None:
@@ -484,7 +221,7 @@ class TuningClient:
 
         If an attempt may have been carried out without an answer (connection lost, 5xx), the
         operation is looked up first: already gone means that attempt deleted it."""
-        _check(_OPERATION, name, "operation name")
+        check(OPERATION, name, "operation name")
 
         def deleted(budget: RetryBudget) -> dict | None:
             try:
@@ -502,7 +239,7 @@ class TuningClient:
 
         The timeout sent is at most 3/4 of the per-request HTTP timeout (and that much when
         None), so the server answers before our read gives up; loop for longer waits."""
-        _check(_OPERATION, name, "operation name")
+        check(OPERATION, name, "operation name")
         if timeout is not None and not timeout >= 0:
             raise ValueError("timeout must not be negative")
         limit = self._options.timeout * 0.75
@@ -537,7 +274,7 @@ class TuningClient:
         job = self._find_job(parent, request_id, budget)
         if job is None:
             return None
-        _check(_JOB, job.get("name", ""), "tuning job name")
+        check(JOB, job.get("name", ""), "tuning job name")
         operations = list(
             self._paginate("list_operations", job["name"], f"{job['name']}/operations", {}, "operations", budget)
         )
@@ -583,7 +320,7 @@ class TuningClient:
             self._counts[op] += 1
         started = time.monotonic()
         request = client.build_request(method, f"/{API_VERSION}/{path}", params=params, json=body, headers=headers)
-        response = _read_bounded(client.send(request, stream=True), f"{method} {path}")
+        response = read_bounded(client.send(request, stream=True), f"{method} {path}")
         log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
         return response
 
@@ -693,7 +430,7 @@ class TuningClient:
         if not isinstance(payload, dict):
             raise make_api_error(
                 response.status_code, "UNKNOWN",
-                f"expected a JSON object, got: {_snippet(self._scrub(response.text))}", context=context,
+                f"expected a JSON object, got: {snippet(self._scrub(response.text))}", context=context,
             )
         return payload
 
@@ -706,7 +443,7 @@ class TuningClient:
             if token:
                 page_params["pageToken"] = token
             page = self._call(op, "GET", resource, path, params=page_params, budget=budget)
-            yield from _check_page(page, key, f"malformed answer to GET {path}", params.get("fields"))
+            yield from check_page(page, key, f"malformed answer to GET {path}", params.get("fields"))
             token = page.get("nextPageToken") or None
             if token is None:
                 return
@@ -725,35 +462,6 @@ def _tls_refused(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _read_bounded(response: httpx.Response, context: str, limit: int | None = None) -> httpx.Response:
-    """Read a streamed answer whole, refusing one over `limit` bytes instead of exhausting memory."""
-    limit = MAX_RESPONSE_BYTES if limit is None else limit
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise MalformedResponseError(
-                    f"malformed answer to {context}: larger than {limit // (1024 * 1024)} MiB; refused")
-            chunks.append(chunk)
-    finally:
-        response.close()
-    # The body is decoded already: drop the headers that describe the wire encoding.
-    headers = [(k, v) for k, v in response.headers.multi_items()
-               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
-    return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
-                          request=response.request, extensions=response.extensions)
-
-
-def _check_request_id(request_id: str) -> None:
-    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
-        raise ValueError(
-            f"invalid request id {request_id!r}: it travels as a label value "
-            "(1-63 lowercase letters, digits, '_' or '-')"
-        )
 
 
 def _short(error: Exception) -> str:

@@ -11,6 +11,7 @@ discovery document that `googleapiclient.discovery.build_from_document` accepts.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,6 +45,22 @@ def schemas_dir() -> Path:
 
 def snapshot_path() -> Path:
     return schemas_dir() / "discovery" / SNAPSHOT_NAME
+
+
+def is_output_only(prop: dict[str, Any]) -> bool:
+    """The one rule for "the service sets this field": `readOnly`, or "Output only." in its
+    description (the schemas leave it out, normalising drops it, the emulator refuses it)."""
+    return prop.get("readOnly") is True or "Output only." in prop.get("description", "")
+
+
+def is_required(prop: dict[str, Any]) -> bool:
+    return prop.get("description", "").lstrip().startswith("Required.")
+
+
+@functools.cache
+def snapshot_schemas() -> dict[str, dict[str, Any]]:
+    """The pinned snapshot's `schemas`, read once per process. Do not mutate."""
+    return load_snapshot()["schemas"]
 
 
 def _refs(node: Any) -> Iterator[str]:

@@ -1,4 +1,5 @@
-"""Generate JSON Schema 2020-12 from the discovery snapshot: pure functions, no I/O.
+"""Generate JSON Schema 2020-12 from the discovery snapshot. `generate` is a pure function of
+the document; `write_schemas` and `stale_files` are its I/O edge (`schema generate [--check]`).
 
 Rules, all read off the document rather than listed field by field:
 - an output-only field (`readOnly`, or "Output only." in its description) is left out of
@@ -19,21 +20,18 @@ The overlay (`schema_overlay`) adds the few rules the document cannot express.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from reconciler.apischema import overlay as schema_overlay
-from reconciler.apischema.discovery import TUNING_JOB_SCHEMA, schemas_dir
-from reconciler.drift.report import CATEGORIES as DRIFT_CATEGORIES
+from reconciler.apischema.discovery import TUNING_JOB_SCHEMA, is_output_only, is_required
+from reconciler.apischema.generated import MANIFEST_SCHEMA_FILE, SPEC_SCHEMA_FILE
 from reconciler.errors import ConfigError
-from reconciler.model import API_VERSION, KEY_PATTERN, KIND, Lifecycle
+from reconciler.model import API_VERSION, DRIFT_CATEGORIES, KEY_PATTERN, KIND, Lifecycle
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SPEC_SCHEMA_FILE = "tuningjob.v1.schema.json"
-MANIFEST_SCHEMA_FILE = "manifest.schema.json"
 SPEC_ROOT_DEF = "TuningJobManifestSpec"
 # Request bodies the tool sends besides a TuningJob: kept in `$defs` for callers to use.
 EXTRA_DEFS = ("GoogleCloudAiplatformV1RebaseTunedModelRequest",)
@@ -60,14 +58,6 @@ FORMATS: dict[tuple[str, str], dict[str, Any]] = {
 _FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+|\[[0-9]+\])*$"
 _MUTUALLY_EXCLUSIVE = re.compile(r"mutually exclusive with ([^.]*)", re.IGNORECASE)
 _BACKTICKED = re.compile(r"`([A-Za-z0-9_]+)`")
-
-
-def is_output_only(prop: dict[str, Any]) -> bool:
-    return prop.get("readOnly") is True or "Output only." in prop.get("description", "")
-
-
-def is_required(prop: dict[str, Any]) -> bool:
-    return prop.get("description", "").lstrip().startswith("Required.")
 
 
 def camel(name: str) -> str:
@@ -316,30 +306,3 @@ def write_schemas(out_dir: Path, discovery: dict[str, Any]) -> list[str]:
             path.write_text(text, encoding="utf-8")
             changed.append(name)
     return changed
-
-
-def _load(name: str) -> dict[str, Any]:
-    path = schemas_dir() / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path} is missing; run `reconciler schema generate`") from None
-
-
-@functools.cache
-def load_spec_schema() -> dict[str, Any]:
-    """The generated `tuningjob.v1.schema.json` (read once). Do not mutate."""
-    return _load(SPEC_SCHEMA_FILE)
-
-
-@functools.cache
-def load_manifest_schema() -> dict[str, Any]:
-    """The generated `manifest.schema.json` (read once). Do not mutate."""
-    return _load(MANIFEST_SCHEMA_FILE)
-
-
-@functools.cache
-def output_only_paths() -> frozenset[str]:
-    """Output-only field paths of a TuningJob, dotted camelCase, `[]` for list items
-    (e.g. `createTime`, `preTunedModel.baseModel`, `tunedModel`): the differ ignores them."""
-    return frozenset(load_spec_schema()["x-outputOnlyPaths"])

@@ -14,21 +14,8 @@ import json
 from functools import lru_cache
 from typing import Any, Callable
 
-from reconciler.apischema.discovery import snapshot_path
+from reconciler.apischema.discovery import TUNING_JOB_SCHEMA, is_output_only, snapshot_schemas
 from reconciler.model import RESERVED_LABELS
-
-TUNING_JOB_SCHEMA = "GoogleCloudAiplatformV1TuningJob"
-SNAPSHOT = snapshot_path()
-
-
-@lru_cache(maxsize=1)
-def discovery_schemas() -> dict[str, dict]:
-    return json.loads(SNAPSHOT.read_text(encoding="utf-8"))["schemas"]
-
-
-def is_output_only(prop: dict) -> bool:
-    return bool(prop.get("readOnly")) or prop.get("description", "").lstrip().startswith("Output only.")
-
 
 # Normalising runs for every desired and every live job of a plan (tens of thousands), so
 # each schema is compiled once into a table of per-field normaliser functions instead of
@@ -118,7 +105,7 @@ def _normalizer(prop: dict, schemas: dict[str, dict]) -> Normalizer | None:
 @lru_cache(maxsize=None)
 def _compiled(schema_name: str) -> dict[str, Normalizer | None]:
     """Field name -> its normaliser (None: keep as is, _DROP: output-only)."""
-    schemas = discovery_schemas()
+    schemas = snapshot_schemas()
     table: dict[str, Normalizer | None] = {}
     for name, prop in schemas.get(schema_name, {}).get("properties", {}).items():
         table[name] = _DROP if is_output_only(prop) else _normalizer(prop, schemas)

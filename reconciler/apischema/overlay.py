@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.apischema.discovery import TUNING_JOB_SCHEMA as TUNING_JOB
 from reconciler.model import RESERVED_LABELS
 
-TUNING_JOB = "GoogleCloudAiplatformV1TuningJob"
 TUNED_MODEL_REF = "GoogleCloudAiplatformV1TunedModelRef"
 SUPERVISED_SPEC = "GoogleCloudAiplatformV1SupervisedTuningSpec"
 PREFERENCE_SPEC = "GoogleCloudAiplatformV1PreferenceOptimizationSpec"

@@ -4,7 +4,7 @@ Every step is made durable at once through the state store's journal: the reques
 create is recorded *before* the call, so a crash between the call and the result is healed by
 adoption on the next plan (the job carries that request label). Changes run in parallel; one
 failure does not stop the others. Submissions (and their retries after 429) wait for the
-pacer (reconciler/pacer.py).
+pacer (`apply/pacer.py`).
 
 Ctrl-C stops promptly: no change that has not started is started, nobody waiting for the
 pacer submits, requests under way get INTERRUPT_GRACE seconds to finish and be recorded, and
@@ -18,20 +18,20 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-from reconciler.plan.actions import Action
-from reconciler.api.client import check_tuning_job
-from reconciler.errors import ReconcilerError
-from reconciler.plan.live import LiveJob
-from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
+from reconciler.api.answers import check_tuning_job
+from reconciler.api.errors import FailedPreconditionError
+from reconciler.api.names import new_request_id
 from reconciler.apply.pacer import Pacer
-from reconciler.plan.model import Change, Plan
-from reconciler.render.progress import Progress
-from reconciler.render.plan_text import key_labels
+from reconciler.errors import ReconcilerError
+from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
+from reconciler.plan.live import LiveJob
+from reconciler.plan.model import Action, Change, Plan
 from reconciler.state.model import State, StateEntry
+from reconciler.text import key_labels
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,28 @@ class Outcome:
     job_name: str | None = None
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
 def create_body(change: Change) -> dict:
     """The desired spec plus the identity labels (the request label is added by the client)."""
     body = dict(change.after or {})
     body["labels"] = {**body.get("labels", {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE,
                       KEY_LABEL: change.key, SPEC_LABEL: change.spec_hash or ""}
     return body
+
+
+class Progress(Protocol):
+    """Where apply reports (the terminal's progress lines; tests record them)."""
+
+    def start(self, key: str, action: Action) -> None: ...
+
+    def finish(self, key: str, message: str) -> None: ...
+
+    def line(self, text: str) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def __enter__(self) -> Progress: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class ApplyInterrupted(ReconcilerError):
@@ -149,8 +161,6 @@ class Executor:
         return job
 
     def _cancel_if_active(self, change: Change) -> None:
-        from reconciler.api.client import FailedPreconditionError
-
         if change.job and change.job.state in ACTIVE_STATES:
             try:
                 self.client.cancel_job(change.job.name)
@@ -227,6 +237,13 @@ class Executor:
         if shown and not self._stopping.is_set():
             self.progress.finish(self._label(change), message)
         return Outcome(change, True, message, entry.job_name if entry else None)
+
+    def started_jobs(self, outcomes: list[Outcome]) -> dict[str, StateEntry]:
+        """The state entries of the jobs these outcomes submitted or adopted (what --wait follows)."""
+        with self._lock:
+            return {o.change.address: self.entries[o.change.address] for o in outcomes
+                    if o.ok and (o.change.action.starts_a_job or o.change.action is Action.ADOPT)
+                    and o.change.address in self.entries and self.entries[o.change.address].job_name}
 
     def run(self, plan: Plan) -> list[Outcome]:
         # A key shared by two locations is shown with its location, so progress lines stay unambiguous.

@@ -7,34 +7,35 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from reconciler.plan.live import LiveJob
 from reconciler.model import ACTIVE_STATES
-from reconciler.plan.refresh import list_managed
-from reconciler.render.plan_text import clean, key_labels
+from reconciler.plan.live import LiveJob
+from reconciler.plan.refresh import list_jobs
+from reconciler.state.model import StateEntry
+from reconciler.text import clean, key_labels
 
 
-def follow(client, store, entries: dict, addresses: list[str], say: Callable[[str], None],
+def follow(client, store, started: dict[str, StateEntry], say: Callable[[str], None],
            interval: float = 10.0, timeout: float | None = None,
            sleep: Callable[[float], None] = time.sleep,
            status: Callable[[str], None] | None = None) -> dict[str, LiveJob]:
-    """Poll until every job of `addresses` has finished; returns the final job per address.
-    `say` prints a finished job; `status` (default `say`) the running count, which a terminal
-    redraws in place."""
+    """Poll until every job in `started` (address -> its state entry) has finished; returns
+    the final job per address, recording each new job state. `say` prints a finished job;
+    `status` (default `say`) the running count, which a terminal redraws in place."""
     status = status or say
-    pending = {a: entries[a] for a in addresses if a in entries and entries[a].job_name}
+    pending = {a: e for a, e in started.items() if e.job_name}
     labels = key_labels((a, e.key, e.location) for a, e in pending.items())
     final: dict[str, LiveJob] = {}
-    started = time.monotonic()
+    begun = time.monotonic()
     while pending:
         parents = sorted({(e.project, e.location) for e in pending.values()})
-        seen = {job.name: job for p, l in parents for job in list_managed(client, p, l)}
+        seen = {job.name: job for p, l in parents for job in list_jobs(client, p, l)}
         counts: dict[str, int] = {}
         for address, entry in sorted(pending.items()):
             job = seen.get(entry.job_name) or LiveJob.from_api(client.get_job(entry.job_name))
             if job.state != entry.job_state:
                 entry = replace(entry, job_state=job.state, update_time=job.update_time)
                 store.record(entry, address)
-                entries[address] = entry
+                pending[address] = entry
             if job.state not in ACTIVE_STATES:
                 final[address] = job
                 del pending[address]
@@ -43,7 +44,7 @@ def follow(client, store, entries: dict, addresses: list[str], say: Callable[[st
                 counts[job.short_state] = counts.get(job.short_state, 0) + 1
         if not pending:
             break
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - begun
         if timeout is not None and elapsed > timeout:
             say(f"Stopped waiting after {elapsed:.0f}s: {len(pending)} job(s) still active.")
             break

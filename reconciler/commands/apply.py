@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+from reconciler.commands.options import add_plan_inputs, plan_request, positive_float
+
+if TYPE_CHECKING:
+    from reconciler.apply.executor import Outcome, Progress
+    from reconciler.plan.model import Plan
 
 HELP = "make the changes a plan describes (plans first unless given a saved plan)"
 
@@ -13,9 +20,6 @@ PROMPT = ("\nDo you want to perform these actions?\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reconciler.cli import positive_float
-    from reconciler.operations import add_plan_inputs
-
     add_plan_inputs(parser)
     parser.add_argument("--plan", dest="plan_file", metavar="PLANFILE",
                         help="apply this saved plan (same as a .plan/.json positional argument)")
@@ -28,125 +32,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait-timeout", type=positive_float, metavar="SECONDS", help="stop waiting after this long")
 
 
-def _split_plan_file(args: argparse.Namespace) -> str | None:
-    """`apply FILE`: a positional that is a saved plan (JSON of our kind) rather than a manifest."""
-    import json
+class TerminalUI:
+    """Shows the plan on stdout and asks for `yes` on the terminal."""
 
-    from reconciler.plan.planfile import KIND
+    def __init__(self, auto_approve: bool, no_color: bool) -> None:
+        self.auto_approve, self.no_color = auto_approve, no_color
 
-    if args.plan_file:
-        return args.plan_file
-    for path in list(args.paths):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-            data = json.loads(text) if text.lstrip().startswith("{") else None
-        except (OSError, UnicodeDecodeError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("kind") == KIND:
-            args.paths.remove(path)
-            return path
-    return None
+    def show_plan(self, plan: Plan) -> None:
+        from reconciler.render.plan_text import print_plan
+
+        print_plan(plan, sys.stdout, no_color=self.no_color)
+
+    def approve(self, plan: Plan) -> bool:
+        from reconciler.errors import PlanError
+
+        if self.auto_approve:
+            return True
+        if not sys.stdin.isatty():
+            raise PlanError("refusing to apply without approval: standard input is not a terminal; "
+                            "review the plan and pass --auto-approve (or apply a saved plan)")
+        print(PROMPT, end="", flush=True)
+        return sys.stdin.readline().strip() == "yes"
+
+    def progress(self) -> Progress:
+        from reconciler.render.progress import Progress
+
+        return Progress(sys.stdout)
 
 
-def _approved(args: argparse.Namespace) -> bool:
-    from reconciler.errors import PlanError
+def _split_plan_file(plan_file: str | None, paths: list[str]) -> tuple[str | None, list[str]]:
+    """`apply FILE`: a positional that is a saved plan rather than a manifest."""
+    from reconciler.plan.planfile import is_saved_plan
 
-    if args.auto_approve:
-        return True
-    if not sys.stdin.isatty():
-        raise PlanError("refusing to apply without approval: standard input is not a terminal; "
-                        "review the plan and pass --auto-approve (or apply a saved plan)")
-    print(PROMPT, end="", flush=True)
-    answer = sys.stdin.readline().strip()
-    return answer == "yes"
+    if plan_file:
+        return plan_file, paths
+    for i, path in enumerate(paths):
+        if is_saved_plan(path):
+            return path, paths[:i] + paths[i + 1:]
+    return None, paths
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.plan.actions import Action
-    from reconciler.errors import PlanError
-    from reconciler.apply.executor import ApplyOptions, Executor
-    from reconciler.apply.follow import follow
-    from reconciler.plan.planfile import desired_from_plan, load_plan
-    from reconciler.render.progress import Progress
-    from reconciler.render.plan_text import print_plan
-    from reconciler.state.store import StateStore
-    from reconciler.operations import make_plan, open_client
+    from reconciler import operations
 
-    plan_file = _split_plan_file(args)
-    saved = load_plan(plan_file) if plan_file else None
-    if saved is not None and args.paths:
-        raise PlanError("give either a saved plan or manifest paths, not both")
-    if saved is not None and saved.problems:
-        raise PlanError(f"saved plan {plan_file} has problems to fix first: "
-                        + "; ".join(f"{p.address}: {p.message}" for p in saved.problems))
-    store = StateStore(args.state)
-    with store.lock("apply", timeout=args.lock_timeout), open_client(args) as client:
-        if saved is not None:
-            args.target = [c.address for c in saved.changes]
-            planned = make_plan(args, store, client, desired=desired_from_plan(saved))
-            _check_fresh(saved, planned, plan_file, args.state)
-            if planned.plan.problems:
-                raise PlanError("Saved plan can no longer be applied: " + "; ".join(
-                    f"{p.address}: {p.message}" for p in planned.plan.problems) + ". Run plan again.")
-            plan = saved
-        else:
-            planned = make_plan(args, store, client)
-            plan = planned.plan
-            print_plan(plan, sys.stdout, no_color=args.no_color)
-            if plan.problems:
-                return 1
-            if plan.has_changes and not _approved(args):
-                print("\nApply cancelled.")
-                return 1
-        options = ApplyOptions(parallelism=args.parallelism, max_creates_per_minute=args.max_creates_per_minute)
-        try:
-            with Progress(sys.stdout) as progress:
-                executor = Executor(client, store, planned.state, progress, options)
-                outcomes = executor.run(plan)
-                failed = [o for o in outcomes if not o.ok]
-                waited_failures = unfinished = 0
-                if args.wait and not failed:
-                    submitted = [o.change.address for o in outcomes
-                                 if o.ok and (o.change.action.starts_a_job or o.change.action is Action.ADOPT)]
-                    final = follow(client, store, executor.entries, submitted, progress.line,
-                                   interval=args.poll_interval, timeout=args.wait_timeout,
-                                   status=progress.status)
-                    waited_failures = sum(1 for j in final.values() if j.state != "JOB_STATE_SUCCEEDED")
-                    followed = [a for a in submitted if a in executor.entries and executor.entries[a].job_name]
-                    unfinished = len(followed) - len(final)
-        finally:
-            store.commit()
-    _summary(outcomes)
-    for o in failed:
+    plan_file, paths = _split_plan_file(args.plan_file, list(args.paths))
+    request = operations.ApplyRequest(
+        plan=plan_request(args, paths), saved_plan=plan_file,
+        max_creates_per_minute=args.max_creates_per_minute, wait=args.wait,
+        poll_interval=args.poll_interval, wait_timeout=args.wait_timeout)
+    result = operations.apply(request, TerminalUI(args.auto_approve, args.no_color))
+    if result.blocked:
+        return 1
+    if not result.approved:
+        print("\nApply cancelled.")
+        return 1
+    _summary(result.outcomes)
+    for o in result.failed:
         print(f"Error: {o.change.key}: {o.change.action.value} failed: {o.message}", file=sys.stderr)
-    if unfinished:
-        print(f"Error: --wait-timeout reached with {unfinished} job(s) still running; "
+    if result.unfinished:
+        print(f"Error: --wait-timeout reached with {result.unfinished} job(s) still running; "
               "`reconciler jobs --watch` follows them", file=sys.stderr)
-    return 1 if failed or waited_failures or unfinished else 0
+    return 0 if result.ok else 1
 
 
-def _check_fresh(saved, planned, plan_file: str, state_path: str) -> None:
-    """Refuse a saved plan from another lineage, or one the world has moved on from."""
-    from reconciler.errors import PlanError
-    from reconciler.plan.planfile import stale_reasons
-
-    state = planned.state
-    if saved.lineage is None:
-        reasons = [f"state {state_path} was written since"] if state.serial > 0 else []
-    elif saved.lineage != state.lineage:
-        raise PlanError(f"saved plan {plan_file} was made for another state (lineage {saved.lineage}, "
-                        f"{state_path} has {state.lineage}); run plan again")
-    else:
-        reasons = [] if state.serial == saved.serial else [
-            f"state serial is {state.serial}, the plan was made at serial {saved.serial}"]
-    reasons += stale_reasons(saved, planned.plan)
-    if reasons:
-        raise PlanError("Saved plan is stale: " + "; ".join(reasons) + ". Run plan again.")
-
-
-def _summary(outcomes) -> None:
-    from reconciler.plan.actions import Action
+def _summary(outcomes: list[Outcome]) -> None:
+    from reconciler.plan.model import Action
 
     done = [o for o in outcomes if o.ok and o.change.action.changes_anything]
     n = {a: sum(1 for o in done if o.change.action is a) for a in Action}

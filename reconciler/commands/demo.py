@@ -7,7 +7,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from reconciler.model import DEFAULT_STATE_PATH
 
 HELP = "run validate, plan, apply --wait, re-plan and a replace against an embedded emulator"
 
@@ -27,13 +30,13 @@ def _banner(text: str, color: bool) -> None:
     print(f"\n\x1b[1;36m{line}\x1b[0m" if color else f"\n{line}", flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, cli: Callable[[list[str]], int]) -> int:
+    """`cli`: the command-line entry point, run for each step as a user would type it."""
     import sys
 
-    from reconciler.cli import main
     from reconciler.emulator.server import EmulatorConfig, start_emulator
     from reconciler.errors import ReconcilerError
-    from reconciler.render.plan_text import use_color
+    from reconciler.render.style import use_color
 
     if not EXAMPLES.is_dir():
         raise ReconcilerError(f"the demo runs from a source checkout: {EXAMPLES} not found "
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     color = use_color(sys.stdout, args.no_color)
     work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     shutil.copytree(EXAMPLES, work / "manifests")
-    common = ["--state", "state/default.json"]
+    common = ["--state", DEFAULT_STATE_PATH]
     flags = [] if color else ["--no-color"]
     started = time.monotonic()
     config = EmulatorConfig(job_duration=args.job_duration, token="demo-token")
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
             def step(title: str, argv: list[str], ok: tuple[int, ...] = (0,)) -> int:
                 _banner(f"reconciler {' '.join(argv)}   # {title}", color)
-                code = main(argv)
+                code = cli(argv)
                 if code not in ok:
                     raise ReconcilerError(f"demo step `{title}` exited {code}")
                 return code
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     os.environ[k] = v
     print(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
-    print(f"State file: {work / 'state' / 'default.json'}\nSaved plan: {work / 'tfplan.json'}")
+    print(f"State file: {work / DEFAULT_STATE_PATH}\nSaved plan: {work / 'tfplan.json'}")
     if args.clean:
         shutil.rmtree(work, ignore_errors=True)
         print("(the working directory was removed: --clean)")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from reconciler.commands.options import add_plan_inputs, plan_request
+
 HELP = "show the changes apply would make (create, replace, cancel, rebase, adopt, forget)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reconciler.operations import add_plan_inputs
-
     add_plan_inputs(parser)
     parser.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text",
@@ -23,16 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.render.markdown import render_plan_markdown
+    from reconciler import operations
+    from reconciler.drift.outside import outside_changes
     from reconciler.plan.planfile import save_plan
-    from reconciler.render.plan_text import plan_json, print_plan
-    from reconciler.drift.outside import outside_changes, print_outside_changes
-    from reconciler.state.store import StateStore
-    from reconciler.operations import make_plan, open_client
+    from reconciler.render.plan_markdown import render_plan_markdown
+    from reconciler.render.plan_text import plan_json, print_outside_changes, print_plan
 
-    store = StateStore(args.state)
-    with store.lock("plan", timeout=args.lock_timeout), open_client(args) as client:
-        planned = make_plan(args, store, client)
+    planned = operations.make_plan(plan_request(args))
     fmt = "json" if args.json else args.format
     if args.refresh_only:
         found = outside_changes(planned.state, planned.live)

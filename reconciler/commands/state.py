@@ -7,10 +7,10 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import add_state_option
+from reconciler.commands.options import add_state_option, state_ref
 
 if TYPE_CHECKING:
-    from reconciler.state.model import State, StateEntry
+    from reconciler.state.model import StateEntry
 
 HELP = "inspect the state file, stop tracking keys or move one (state list | show KEY | rm KEY... | mv FROM TO)"
 FORMAT_VERSION = "1"
@@ -58,14 +58,6 @@ def run(args: argparse.Namespace) -> int:
     return _rm(args)
 
 
-def _load_readonly(path: str) -> tuple[State, bool]:
-    from reconciler.state.store import StateStore
-
-    store = StateStore(path)
-    # No lock: a read-only view (a running apply's journal is folded in memory only).
-    return store.load(), store.exists()
-
-
 def _entry_json(entry: StateEntry) -> dict[str, Any]:
     from reconciler.state.model import entry_to_dict
 
@@ -73,7 +65,10 @@ def _entry_json(entry: StateEntry) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    state, exists = _load_readonly(args.state)
+    from reconciler.model import short_state
+    from reconciler.operations import read_state
+
+    state, exists = read_state(args.state)
     entries = [state.entries[a] for a in sorted(state.entries)]
     if args.json:
         _print_json({
@@ -88,7 +83,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"State file {args.state} {where}: no keys are tracked.", file=sys.stderr)
         return 0
     rows = [("ADDRESS", "STATE", "JOB")] + [
-        (e.address, _short_state(e.job_state), e.job_name or "-") for e in entries
+        (e.address, short_state(e.job_state) or "-", e.job_name or "-") for e in entries
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     for address, job_state, job in rows:
@@ -96,27 +91,11 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _short_state(job_state: str | None) -> str:
-    if not job_state:
-        return "-"
-    return job_state.removeprefix("JOB_STATE_")
-
-
-def _find(state: State, key: str, path: str) -> list[StateEntry]:
-    from reconciler.errors import StateError
-
-    found = state.find(key)
-    if not found:
-        known = sorted(state.entries)
-        hint = f" (tracked: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})" if known else \
-            " (it tracks nothing)"
-        raise StateError(f"no entry for {key} in state file {path}{hint}")
-    return found
-
-
 def _show(args: argparse.Namespace) -> int:
-    state, _ = _load_readonly(args.state)
-    found = _find(state, args.key, args.state)
+    from reconciler.operations import find_entries, read_state
+
+    state, _ = read_state(args.state)
+    found = find_entries(state, args.key, args.state)
     if args.json:
         _print_json({"format_version": FORMAT_VERSION, "entries": [_entry_json(e) for e in found]})
         return 0
@@ -144,67 +123,26 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from reconciler.errors import StateError
-    from reconciler.state.store import StateStore
+    from reconciler.operations import remove_entries
 
-    store = StateStore(args.state)
-    if not store.exists():
-        raise StateError(f"state file {args.state} does not exist: nothing to remove")
-    with store.lock("state rm", timeout=args.lock_timeout):
-        state = store.load()
-        # Resolve every argument before changing anything: all or nothing.
-        chosen: dict[str, StateEntry] = {}
-        for key in args.keys:
-            found = _find(state, key, args.state)
-            if len(found) > 1:
-                raise StateError(
-                    f"{key} matches several entries ({', '.join(e.address for e in found)}); "
-                    "give the full PROJECT/LOCATION/KEY address"
-                )
-            chosen[found[0].address] = found[0]
-        lines = [f"{address}" + (f" (job {e.job_name})" if e.job_name else "")
-                 for address, e in chosen.items()]
-        if args.dry_run:
-            for line in lines:
-                print(f"Would remove {line}")
-            return 0
-        for address in chosen:
-            del state.entries[address]
-        store.save(state)
+    removed, state = remove_entries(state_ref(args), args.keys, dry_run=args.dry_run)
+    lines = [f"{e.address}" + (f" (job {e.job_name})" if e.job_name else "") for e in removed]
+    if args.dry_run:
+        for line in lines:
+            print(f"Would remove {line}")
+        return 0
     for line in lines:
         print(f"Removed {line}")
-    noun = "entry" if len(chosen) == 1 else "entries"
-    print(f"Removed {len(chosen)} {noun} from {args.state} (serial {state.serial}). "
+    noun = "entry" if len(removed) == 1 else "entries"
+    print(f"Removed {len(removed)} {noun} from {args.state} (serial {state.serial}). "
           "The jobs themselves were not changed.")
     return 0
 
 
 def _mv(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from reconciler.operations import move_entry
 
-    from reconciler.errors import StateError
-    from reconciler.state.store import StateStore
-
-    parts = [args.source.split("/"), args.target.split("/")]
-    if any(len(p) != 3 or not all(p) for p in parts):
-        raise StateError("give both addresses in full, PROJECT/LOCATION/KEY")
-    (_, loc, key), (project, new_loc, new_key) = parts
-    if (loc, key) != (new_loc, new_key):
-        # The job's labels name its key, and its name its location: neither can follow a move.
-        raise StateError("state mv changes only the project spelling: key and location must stay the same")
-    store = StateStore(args.state)
-    if not store.exists():
-        raise StateError(f"state file {args.state} does not exist: nothing to move")
-    with store.lock("state mv", timeout=args.lock_timeout):
-        state = store.load()
-        entry = state.entries.get(args.source)
-        if entry is None:
-            _find(state, args.source, args.state)  # raises, listing what is tracked
-        if args.target in state.entries:
-            raise StateError(f"{args.target} is already tracked; `reconciler state rm` it first")
-        del state.entries[args.source]
-        state.entries[args.target] = replace(entry, project=project)
-        store.save(state)
+    state = move_entry(state_ref(args), args.source, args.target)
     print(f"Moved {args.source} to {args.target} (serial {state.serial}). The job itself was not changed.")
     return 0
 

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import TYPE_CHECKING, TextIO
 
-from reconciler.cli import add_target_options
-from reconciler.render.plan_text import clean
-
-if TYPE_CHECKING:
-    from reconciler.manifests.loader import CheckResult
-    from reconciler.manifests.validation import Problem
+from reconciler.commands.options import add_target_options, defaults
 
 HELP = "check manifests against the schema, offline; report every problem"
-FORMAT_VERSION = "1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,66 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_options(parser)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def summary(result: CheckResult) -> str:
-    files, docs = len(result.files), result.documents
-    errors = _plural(len(result.problems), "error")
-    if result.problems and not files:
-        return f"{errors}; no manifest files found."
-    if result.problems:
-        return (f"{errors} in {result.files_with_problems} of {_plural(files, 'file')} "
-                f"({_plural(docs, 'document')}).")
-    verb = "is" if docs == 1 else "are"
-    return f"{_plural(docs, 'document')} in {_plural(files, 'file')} {verb} valid."
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def github_annotation(problem: Problem) -> str:
-    # Messages quote manifest values: strip terminal escapes, encode newlines (no injected commands).
-    props = [f"file={_escape_property(clean(problem.file))}"]
-    if problem.line > 0:
-        props += [f"line={problem.line}", f"col={problem.column}"]
-    return f"::error {','.join(props)}::{_escape_data(clean(problem.message))}"
-
-
-def text_line(problem: Problem) -> str:
-    """One problem on one line, whatever the manifest values it quotes contain."""
-    return clean(str(problem)).replace("\r", "\\r").replace("\n", "\\n")
-
-
-def render(result: CheckResult, fmt: str, out: TextIO) -> None:
-    if fmt == "json":
-        doc = {
-            "format_version": FORMAT_VERSION,
-            "valid": not result.problems,
-            "files": len(result.files),
-            "documents": result.documents,
-            "problems": [
-                {"file": p.file, "line": p.line, "column": p.column, "path": p.path,
-                 "message": p.message}
-                for p in result.problems
-            ],
-        }
-        out.write(json.dumps(doc, indent=2) + "\n")
-        return
-    for problem in result.problems:
-        out.write((github_annotation(problem) if fmt == "github" else text_line(problem)) + "\n")
-    out.write(summary(result) + "\n")
-
-
 def run(args: argparse.Namespace) -> int:
     from reconciler.manifests.loader import check
+    from reconciler.render.problems import render
 
-    result = check(args.paths or None, args.project, args.location)
+    result = check(args.paths or None, defaults(args))
     render(result, args.format, sys.stdout)
     return 1 if result.problems else 0

@@ -1,4 +1,5 @@
-"""`.reconcilerignore`: known, accepted drift. Parsing and matching only; the caller reads the file.
+"""`.reconcilerignore`: known, accepted drift. `parse_ignore` parses and matches (pure);
+`load_ignore` reads the file.
 
 One rule per line, `#` starts a comment:
 
@@ -21,10 +22,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.drift.report import CATEGORIES
 from reconciler.errors import ReconcilerError
+from reconciler.model import DRIFT_CATEGORIES as CATEGORIES
 
-DEFAULT_IGNORE_FILE = ".reconcilerignore"
 ALL_WORDS = frozenset({"*", "all"})
 
 # Keys, project ids, locations and job ids are lowercase letters, digits, "-", "_" and ".".

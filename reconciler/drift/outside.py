@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import TextIO
 
+from reconciler.model import short_state
 from reconciler.plan.live import LiveView, labels_changed
-from reconciler.render.plan_text import clean
 from reconciler.state.model import State
 
 
@@ -39,20 +37,6 @@ def outside_changes(state: State, live: LiveView) -> list[OutsideChange]:
                                        "identity labels were changed or removed"))
         if job.state != entry.job_state:
             found.append(OutsideChange(address, entry.key, job.name, "state-changed",
-                                       f"{(entry.job_state or 'unknown').removeprefix('JOB_STATE_')} -> "
+                                       f"{short_state(entry.job_state) or 'unknown'} -> "
                                        f"{job.short_state}"))
     return found
-
-
-def print_outside_changes(found: list[OutsideChange], out: TextIO, as_json: bool = False) -> None:
-    if as_json:
-        out.write(json.dumps({"format_version": "1.0", "outside_changes": [f.to_json() for f in found]},
-                             indent=2, sort_keys=True) + "\n")
-        return
-    if not found:
-        out.write("No changes. State matches what exists in Vertex AI.\n")
-        return
-    out.write("Changes outside tuning-reconciler since the last apply:\n\n")
-    for f in found:
-        out.write(f"  ~ {clean(f.key)}: {clean(f.detail)} ({clean(f.job_name)})\n")
-    out.write(f"\n{len(found)} outside change(s).\n")

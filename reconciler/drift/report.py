@@ -20,24 +20,29 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from reconciler.plan.actions import Action, Reason
+from reconciler.model import (
+    ACTIVE_STATES,
+    DRIFT_CATEGORIES,
+    ORPHAN,
+    OUT_OF_BAND,
+    PENDING,
+    UNMANAGED,
+    DesiredJob,
+    SourcePos,
+    short_state,
+    targeted,
+)
 from reconciler.plan.differ import FieldChange
 from reconciler.plan.live import LiveJob, LiveView, labels_changed
-from reconciler.model import ACTIVE_STATES, DesiredJob, SourcePos
-from reconciler.plan.planner import targeted
-from reconciler.plan.model import Change, Plan
+from reconciler.plan.model import Action, Change, Plan, Reason
 from reconciler.state.model import State
 
-if TYPE_CHECKING:  # ignore.py imports the category names from here
+if TYPE_CHECKING:
     from reconciler.drift.ignore import IgnoreRules
 
 FORMAT_VERSION = "1.0"
 
-PENDING = "pending-change"
-OUT_OF_BAND = "out-of-band"
-ORPHAN = "orphan"
-UNMANAGED = "unmanaged"
-CATEGORIES: tuple[str, ...] = (PENDING, OUT_OF_BAND, ORPHAN, UNMANAGED)
+CATEGORIES = DRIFT_CATEGORIES
 
 # Kinds per category; the order is the importance used when a report must be shortened.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -221,7 +226,7 @@ def _out_of_band_items(state: State, live: LiveView, wanted: dict[str, DesiredJo
                                    detail=f"identity labels were changed or removed ({found})", **base))
         kind = _OUT_OF_BAND_STATES.get(job.state)
         if kind and _OUT_OF_BAND_STATES.get(entry.job_state or "") != kind:
-            before = (entry.job_state or "unknown").removeprefix("JOB_STATE_")
+            before = short_state(entry.job_state) or "unknown"
             when = f" at {job.end_time}" if job.end_time else ""
             why = f": {job.error_message}" if job.error_message and kind != "cancelled" else ""
             items.append(DriftItem(kind=kind, detail=f"{before} -> {job.short_state} since the last apply{when}{why}",

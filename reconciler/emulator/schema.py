@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from reconciler.apischema.discovery import snapshot_path
+from reconciler.apischema.discovery import is_output_only, snapshot_schemas
 from reconciler.emulator.exceptions import bad_payload
 
-SNAPSHOT = snapshot_path()
 PREFIX = "GoogleCloudAiplatformV1"
 
 _INT64_FORMATS = frozenset({"int64", "uint64"})
@@ -48,7 +47,7 @@ class Message:
 
 
 def _field(name: str, prop: dict[str, Any]) -> Field:
-    read_only = bool(prop.get("readOnly"))
+    read_only = is_output_only(prop)
     if "$ref" in prop:
         return Field(name, "message", ref=prop["$ref"], read_only=read_only)
     kind = prop.get("type", "any")
@@ -77,12 +76,8 @@ def _field(name: str, prop: dict[str, Any]) -> Field:
 
 @lru_cache(maxsize=1)
 def messages() -> dict[str, Message]:
-    try:
-        doc = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
-    except OSError as exc:  # pragma: no cover - a broken checkout
-        raise RuntimeError(f"emulator: cannot read the discovery snapshot {SNAPSHOT}: {exc}") from exc
     out: dict[str, Message] = {}
-    for name, schema in doc["schemas"].items():
+    for name, schema in snapshot_schemas().items():
         fields = {k: _field(k, v) for k, v in schema.get("properties", {}).items()}
         aliases = {k: k for k in fields} | {snake(k): k for k in fields}
         out[name] = Message(name, fields, aliases)

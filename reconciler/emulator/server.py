@@ -24,9 +24,9 @@ from starlette.types import Receive, Scope, Send
 
 from reconciler.emulator import exceptions as err
 from reconciler.emulator import responses, store, urls
+from reconciler.emulator.backend import Backend
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.faults import Faults, Stats
-from reconciler.emulator.backend import Backend
 from reconciler.emulator.schema import PREFIX
 
 __all__ = ["EmulatorConfig", "EmulatorApp", "RunningEmulator", "start_emulator", "build"]

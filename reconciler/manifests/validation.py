@@ -3,7 +3,7 @@
 One `Draft202012Validator` is built per process from `schemas/manifest.schema.json`.
 Valid documents take the fast `is_valid` path; only invalid ones pay for `iter_errors`.
 Each `jsonschema` error becomes a `Problem` placed with the YAML node positions that
-`manifest.py` recorded, with a message that names the field path and, where the schema
+`yaml_reader` recorded, with a message that names the field path and, where the schema
 knows better (output-only fields, near-miss field names, one-of groups), says so.
 """
 
@@ -11,45 +11,14 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from reconciler.manifests.problems import Path, Positions, Problem, dotted
 from reconciler.model import API_VERSION, KIND
-
-Path = tuple[str | int, ...]
-Positions = Mapping[Path, tuple[int, int]]  # path -> (line, column), both 1-based
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding. `line`/`column` are 1-based; 0 means the file as a whole."""
-
-    file: str
-    line: int
-    column: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        if self.line <= 0:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
-
-
-def dotted(path: Path) -> str:
-    """`('spec', 'labels', 'team')` -> `spec.labels.team`; list indices as `[0]`."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
 
 _DEFS = "#/$defs/"
 _ANNOTATIONS = frozenset({"description", "title", "deprecated", "default", "examples"})
@@ -122,9 +91,9 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 def validator() -> Draft202012Validator:
     """Built once per process from the generated schema (the test suite checks that schema
     against the meta-schema; doing it here would cost every run ~0.1 s)."""
-    from reconciler.apischema.generate import load_manifest_schema
+    from reconciler.apischema.generated import manifest_schema
 
-    return Draft202012Validator(inline_refs(load_manifest_schema()))
+    return Draft202012Validator(inline_refs(manifest_schema()))
 
 
 class _Locator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_LABEL, SPEC_LABEL
+from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_LABEL, SPEC_LABEL, short_state
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class LiveJob:
 
     @property
     def short_state(self) -> str:
-        return self.state.removeprefix("JOB_STATE_")
+        return short_state(self.state)
 
 
 def labels_changed(job: LiveJob, key: str, imported: bool = False) -> bool:
@@ -66,10 +66,13 @@ class LiveView:
     """Managed jobs listed per (project, location), plus `get`s for state jobs the list missed.
 
     `fetched[name] is None` means the get answered 404: the job no longer exists.
+    `unmanaged`: jobs without our labels that state does not track, per (project, location);
+    None when they were not looked for.
     """
 
     listed: dict[tuple[str, str], list[LiveJob]] = field(default_factory=dict)
     fetched: dict[str, LiveJob | None] = field(default_factory=dict)
+    unmanaged: dict[tuple[str, str], list[LiveJob]] | None = None
 
     def __post_init__(self) -> None:
         self._by_name: dict[str, LiveJob] = {}

@@ -1,16 +1,53 @@
-"""A plan: one Change per key, plus the problems that stop it from being applied."""
+"""A plan, as types only: what can be done to one key (`Action`) and why (`Reason`, for
+display), one `Change` per key, and the problems that stop a plan from being applied."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from reconciler.plan.actions import Action, Reason
+from reconciler.model import Lifecycle
 from reconciler.plan.differ import FieldChange
 from reconciler.plan.live import LiveJob
-from reconciler.model import Lifecycle
 
 FORMAT_VERSION = "1.0"
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    REPLACE = "replace"
+    CANCEL = "cancel"
+    REBASE = "rebase"
+    ADOPT = "adopt"
+    FORGET = "forget"
+    NOOP = "no-op"
+
+    @property
+    def changes_anything(self) -> bool:
+        return self is not Action.NOOP
+
+    @property
+    def starts_a_job(self) -> bool:
+        """Creates, replaces and rebases submit a billed job: they are paced."""
+        return self in (Action.CREATE, Action.REPLACE, Action.REBASE)
+
+
+class Reason(str, Enum):
+    NEW_KEY = "new-key"
+    JOB_GONE = "job-gone"
+    SPEC_CHANGED = "spec-changed"
+    BASE_MODEL_CHANGED = "base-model-changed"
+    WAITING_FOR_ACTIVE = "waiting-for-active-job"
+    JOB_FAILED_REPORTED = "job-failed-reported"
+    JOB_FAILED_RECREATE = "job-failed-recreate"
+    UNCHANGED = "unchanged"
+    UNTRACKED_JOB = "untracked-labelled-job"
+    UNRECORDED_CREATE = "unrecorded-create"
+    KEY_REMOVED_ACTIVE = "key-removed-active"
+    KEY_REMOVED_FINISHED = "key-removed-finished"
+    KEY_REMOVED_GONE = "key-removed-gone"
+    KEY_MOVED = "key-moved"  # the old address's job is now tracked under a new address
 
 
 @dataclass(frozen=True)

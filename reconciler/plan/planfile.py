@@ -1,18 +1,19 @@
-"""Saved plans: written atomically with mode 0600, read back with clear errors, and checked
-for staleness against a fresh plan of the same keys before apply."""
+"""The saved-plan file format: written atomically with mode 0600, read back (validated against
+`schemas/plan.schema.json`) with clear errors, and checked for staleness against a fresh plan
+of the same keys before apply."""
 
 from __future__ import annotations
 
 import functools
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
 from reconciler import __version__
 from reconciler.errors import PlanError
+from reconciler.files import atomic_write
 from reconciler.model import DesiredJob
 from reconciler.plan.model import FORMAT_VERSION, Plan
 
@@ -26,18 +27,18 @@ def save_plan(plan: Plan, path: str | os.PathLike) -> None:
     data["tool_version"] = __version__
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    atomic_write(target, (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+
+
+def is_saved_plan(path: str) -> bool:
+    """Whether `path` holds a saved plan of ours (JSON of our kind) rather than a manifest."""
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        data = json.loads(text) if text.lstrip().startswith("{") else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == KIND
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
@@ -67,10 +68,9 @@ def load_plan(path: str | os.PathLike) -> Plan:
 
 @functools.lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
-    from reconciler.apischema.discovery import schemas_dir
+    from reconciler.apischema.generated import plan_schema
 
-    schema = json.loads((schemas_dir() / "plan.schema.json").read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
+    return Draft202012Validator(plan_schema())
 
 
 def desired_from_plan(plan: Plan) -> list[DesiredJob]:
@@ -79,10 +79,20 @@ def desired_from_plan(plan: Plan) -> list[DesiredJob]:
             for c in plan.changes if c.after is not None]
 
 
-def stale_reasons(saved: Plan, fresh: Plan) -> list[str]:
-    """Why a saved plan no longer describes the world; empty when it may be applied."""
+def stale_reasons(saved: Plan, fresh: Plan, plan_file: str = "the saved plan",
+                  state_path: str = "the state") -> list[str]:
+    """Why a saved plan no longer describes the world (`fresh`: the same keys planned now,
+    with the state's lineage and serial); empty when it may be applied. A plan made for
+    another state is an error, not a reason: running plan again there would not help."""
+    if saved.lineage is None:  # made before any state existed
+        reasons = [f"state {state_path} was written since"] if fresh.serial > 0 else []
+    elif saved.lineage != fresh.lineage:
+        raise PlanError(f"saved plan {plan_file} was made for another state (lineage {saved.lineage}, "
+                        f"{state_path} has {fresh.lineage or 'none yet'}); run plan again")
+    else:
+        reasons = [] if fresh.serial == saved.serial else [
+            f"state serial is {fresh.serial}, the plan was made at serial {saved.serial}"]
     now = {c.address: c for c in fresh.changes}
-    reasons: list[str] = []
     for old in saved.actionable:
         new = now.get(old.address)
         if new is None or new.action is not old.action:

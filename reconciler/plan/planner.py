@@ -1,7 +1,14 @@
 """The planner: a pure function of (desired, state, live) to a Plan. No I/O.
 
-One Change per key. The rules are DESIGN.md's "Actions" section; lifecycle options decide
-between replace / wait / fail, report / recreate, retune / rebase, and whether cancel is allowed.
+One Change per key:
+- no job for the key: create (a labelled job state does not know is adopted instead);
+- same spec: no-op; a FAILED, EXPIRED or cancelled-by-someone-else job is reported, or
+  re-created under `onFailure: recreate`;
+- changed spec: replace (cancel the active job, then create), or wait / fail per
+  `onSpecChange`; a SUCCEEDED job whose only change is `baseModel` is rebased under
+  `onBaseModelChange: rebase`;
+- key gone from the manifests: cancel if active (refused under `preventCancel`), else forget.
+Refusals are `PlanProblem`s: a plan with problems is never applied.
 """
 
 from __future__ import annotations
@@ -9,15 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from reconciler.plan.actions import Action, Reason
+from reconciler.apischema.normalize import normalize_spec, normalized_hash
+from reconciler.model import ACTIVE_STATES, FAILED_STATES, DesiredJob, Lifecycle, short_state, targeted
 from reconciler.plan.differ import FieldChange, diff_spec, only_base_model_changed
 from reconciler.plan.live import LiveJob, LiveView
-from reconciler.model import ACTIVE_STATES, DesiredJob, Lifecycle
-from reconciler.plan.model import Change, JobRef, Plan, PlanProblem
-from reconciler.apischema.normalize import normalize_spec, normalized_hash
+from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
 from reconciler.state.model import State, StateEntry
-
-FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED"})
 
 
 def plan(
@@ -53,11 +57,6 @@ def plan(
     return Plan(changes=changes, problems=problems, lineage=state.lineage, serial=state.serial)
 
 
-def targeted(address: str, targets: set[str] | None) -> bool:
-    """Whether `--target` picks `address`: no targets, the address itself, or its bare key."""
-    return targets is None or address in targets or address.rsplit("/", 1)[-1] in targets
-
-
 def _one_address_per_job(changes: list[Change], problems: list[PlanProblem], wanted: dict[str, DesiredJob],
                          state: State) -> tuple[list[Change], list[PlanProblem]]:
     """No live job may be acted on from two addresses. A project named by id in one place and by
@@ -91,7 +90,7 @@ def _one_address_per_job(changes: list[Change], problems: list[PlanProblem], wan
             out.append(replace(c, action=Action.NOOP, detail=f"key now declared as {twin}"))
             problems.append(PlanProblem(c.address, (
                 f"key left {c.address} but {twin} declares it, while state tracks its "
-                f"{c.job.state.removeprefix('JOB_STATE_')} job {c.job.name} here: if both name the "
+                f"{short_state(c.job.state)} job {c.job.name} here: if both name the "
                 f"same project (id and number), run `reconciler state mv {c.address} {twin}`; if not, "
                 f"cancel the job yourself if it should stop, and `reconciler state rm {c.address}`")))
             continue

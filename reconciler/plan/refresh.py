@@ -1,5 +1,8 @@
-"""Read live state: one paginated, label-filtered `list` per project+location, in parallel,
-plus a `get` only for state jobs the list did not return. Never one `get` per job."""
+"""Read live state: one paginated `list` per project+location, in parallel, plus a `get` only
+for state jobs the list did not return. Never one `get` per job.
+
+The list is label-filtered to our managed jobs, or unfiltered when hand-made jobs are wanted
+too (`drift --include-unmanaged`): then managed jobs are not listed a second time."""
 
 from __future__ import annotations
 
@@ -7,11 +10,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
+from reconciler.api.errors import NotFoundError
+from reconciler.model import MANAGED_FILTER, DesiredJob, parent_of
 from reconciler.plan.live import LiveJob, LiveView
-from reconciler.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, DesiredJob
 from reconciler.state.model import State
 
-MANAGED_FILTER = f'labels.{MANAGED_BY_LABEL}="{MANAGED_BY_VALUE}"'
 # The biggest page the API serves (larger values are lowered): the fewest round trips.
 LIST_PAGE_SIZE = 1000
 # Output-only fields the planner reads (LiveJob); the settable ones come from the snapshot.
@@ -23,9 +26,9 @@ def plan_fields() -> str:
     """A partial-response selection with just what planning needs: every settable field
     (for the diff) and the identity, state and times, but not the bulky output-only parts
     (tuning data statistics, checkpoints), which dominate a listed job's size."""
-    from reconciler.apischema.normalize import TUNING_JOB_SCHEMA, discovery_schemas, is_output_only
+    from reconciler.apischema.discovery import TUNING_JOB_SCHEMA, is_output_only, snapshot_schemas
 
-    props = discovery_schemas()[TUNING_JOB_SCHEMA]["properties"]
+    props = snapshot_schemas()[TUNING_JOB_SCHEMA]["properties"]
     settable = [name for name, prop in props.items() if not is_output_only(prop)]
     wanted = list(dict.fromkeys([*_PLAN_OUTPUT_FIELDS, *settable]))
     return f"nextPageToken,tuningJobs({','.join(wanted)})"
@@ -37,33 +40,41 @@ def parents_of(desired: Iterable[DesiredJob], state: State) -> list[tuple[str, s
     return sorted(pairs)
 
 
-def list_managed(client, project: str, location: str, fields: str | None = None) -> list[LiveJob]:
-    """Managed jobs of one project+location (`fields`: a partial response, None: whole jobs).
+def list_jobs(client, project: str, location: str, fields: str | None = None,
+              managed_only: bool = True) -> list[LiveJob]:
+    """The jobs of one project+location (`fields`: a partial response, None: whole jobs).
     Labels are checked here too: how exactly the server applies a label filter is not
     documented, so it is never trusted alone."""
-    jobs = client.list_jobs(f"projects/{project}/locations/{location}", filter=MANAGED_FILTER,
+    jobs = client.list_jobs(parent_of(project, location), filter=MANAGED_FILTER if managed_only else None,
                             page_size=LIST_PAGE_SIZE, fields=fields)
-    return [job for job in map(LiveJob.from_api, jobs) if job.managed]
+    return [job for job in map(LiveJob.from_api, jobs) if job.managed or not managed_only]
 
 
 def _get_or_none(client, name: str) -> LiveJob | None:
-    from reconciler.api.client import NotFoundError
-
     try:
         return LiveJob.from_api(client.get_job(name))
     except NotFoundError:
         return None
 
 
-def refresh(client, desired: Iterable[DesiredJob], state: State, parallelism: int = 8,
-            fields: str | None = None) -> LiveView:
-    """`fields=plan_fields()` reads only what the planner needs; None reads whole jobs
-    (drift reports on tuned models and token counts)."""
-    parents = parents_of(desired, state)
+def refresh(client, parents: Iterable[tuple[str, str]], state: State, parallelism: int = 8,
+            fields: str | None = None, include_unmanaged: bool = False) -> LiveView:
+    """`fields=plan_fields()` reads only what the planner needs; None reads whole jobs (drift
+    reports on tuned models and token counts). `include_unmanaged` also returns the jobs
+    without our labels that state does not track, as `LiveView.unmanaged`."""
+    parents = sorted(set(parents))
     workers = max(1, min(parallelism, len(parents) or 1))
+    tracked = {n for e in state.entries.values() for n in [e.job_name, *e.history] if n}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:
-        listed = dict(zip(parents, pool.map(lambda pl: list_managed(client, *pl, fields), parents)))
-        view = LiveView(listed=listed)
+        everything = dict(zip(parents, pool.map(
+            lambda pl: list_jobs(client, *pl, fields, managed_only=not include_unmanaged), parents)))
+        listed = {p: [j for j in jobs if j.managed] for p, jobs in everything.items()}
+        # A job state tracks whose labels were removed by hand is out-of-band drift, not a hand-made job.
+        fetched: dict[str, LiveJob | None] = {
+            j.name: j for jobs in everything.values() for j in jobs if not j.managed and j.name in tracked}
+        unmanaged = {p: [j for j in jobs if not j.managed and j.name not in tracked]
+                     for p, jobs in everything.items()} if include_unmanaged else None
+        view = LiveView(listed=listed, fetched=fetched)
         missing = sorted({e.job_name for e in state.entries.values() if e.job_name and view.job(e.job_name) is None})
-        fetched = dict(zip(missing, pool.map(lambda name: _get_or_none(client, name), missing)))
-    return LiveView(listed=listed, fetched=fetched)
+        fetched.update(zip(missing, pool.map(lambda name: _get_or_none(client, name), missing)))
+    return LiveView(listed=listed, fetched=fetched, unmanaged=unmanaged)

@@ -7,31 +7,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.plan.differ import ABSENT
 from reconciler.drift.report import (
     CATEGORIES,
     FORMAT_VERSION,
     KINDS,
-    ORPHAN,
-    OUT_OF_BAND,
-    PENDING,
-    UNMANAGED,
     DriftItem,
     DriftReport,
     category_title,
     count_phrase,
     headline,
 )
+from reconciler.model import ORPHAN, OUT_OF_BAND, PENDING, UNMANAGED, short_state
+from reconciler.plan.differ import ABSENT
 from reconciler.render.markdown import DEFAULT_BUDGET, Document, Table, escape
-from reconciler.render.plan_text import Style, clean
+from reconciler.render.style import Style
+from reconciler.text import clean
 
 FORMATS = ("text", "json", "markdown", "github")
 DRIFT_MARKER = "<!-- tuning-reconciler:drift -->"
 FULL_REPORT_HINT = "Run `reconciler drift --format json` (or `--format text`) for the full report."
-
-
-def _short_state(state: str | None) -> str:
-    return state.removeprefix("JOB_STATE_") if state else ""
 
 
 def _local(name: str | None) -> str:
@@ -43,7 +37,7 @@ def _local(name: str | None) -> str:
 
 
 def _states(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n:,} {_short_state(s)}" for s, n in counts.items()) or "none"
+    return ", ".join(f"{n:,} {short_state(s)}" for s, n in counts.items()) or "none"
 
 
 def _label(item: DriftItem) -> str:
@@ -115,12 +109,12 @@ def _fc_value(value: Any) -> str:
 
 def _text_item(item: DriftItem, style: Style) -> list[str]:
     where = f"{item.project}/{item.location}"
-    job = f"  {item.job} [{_short_state(item.state)}]" if item.job else ""
+    job = f"  {item.job} [{short_state(item.state)}]" if item.job else ""
     if item.category == UNMANAGED:
         extra = " ".join(x for x in (item.base_model or "", f'"{item.display_name}"' if item.display_name else "",
                                      f"created {item.create_time}" if item.create_time else "") if x)
         return [f"  {style(_COLORS[item.category], _SYMBOLS[item.category])} {clean(item.job)} "
-                f"[{_short_state(item.state)}] ({clean(where)}) {clean(extra)}"]
+                f"[{short_state(item.state)}] ({clean(where)}) {clean(extra)}"]
     lines = [f"  {style(_COLORS[item.category], _SYMBOLS[item.category])} {clean(item.key)} ({clean(where)}) "
              f"{item.kind}: {clean(item.detail)}{clean(job)}"]
     lines += [f"      ~ {clean(fc.path)}: {_fc_value(fc.before)} -> {_fc_value(fc.after)}" for fc in item.field_changes]
@@ -170,7 +164,7 @@ def _text_summary(report: DriftReport) -> list[str]:
     out.append(f"  Total billable tokens (managed jobs): {s.total_billable_tokens:,}")
     if s.oldest_active_job:
         a = s.oldest_active_job
-        out.append(f"  Oldest active job: {clean(a.key)} {clean(a.job)} [{_short_state(a.state)}] "
+        out.append(f"  Oldest active job: {clean(a.key)} {clean(a.job)} [{short_state(a.state)}] "
                    f"created {clean(a.create_time)}")
     out.append("")
     return out
@@ -184,7 +178,7 @@ def _rank(item: DriftItem) -> tuple:
 
 
 def _md_rows(items: list[DriftItem]) -> tuple[list[tuple], list[tuple]]:
-    rows = [(i.key, f"{i.project}/{i.location}", i.kind, i.job_id or "", _short_state(i.state), i.detail)
+    rows = [(i.key, f"{i.project}/{i.location}", i.kind, i.job_id or "", short_state(i.state), i.detail)
             for i in items]
     return rows, [_rank(i) for i in items]
 
@@ -203,7 +197,7 @@ def render_markdown(report: DriftReport, limit: int = DEFAULT_BUDGET, hint: str 
     if s.oldest_active_job:
         a = s.oldest_active_job
         facts.append(f"- **Oldest active job:** {escape(a.key)} ({escape(_local(a.job))}, "
-                     f"{escape(_short_state(a.state))}) created {escape(a.create_time)}")
+                     f"{escape(short_state(a.state))}) created {escape(a.create_time)}")
     ignored = report.ignored_counts()
     if any(ignored.values()):
         parts = ", ".join(count_phrase(c, n) for c, n in ignored.items() if n)
@@ -227,7 +221,7 @@ def render_markdown(report: DriftReport, limit: int = DEFAULT_BUDGET, hint: str 
         if category == UNMANAGED:
             tables.append(Table(category_title(category), ("Job", "Location", "State", "Base model", "Display name",
                                                            "Created"),
-                                [(i.job_id, f"{i.project}/{i.location}", _short_state(i.state), i.base_model or "",
+                                [(i.job_id, f"{i.project}/{i.location}", short_state(i.state), i.base_model or "",
                                   i.display_name or "", i.create_time or "") for i in items],
                                 priority=priority[category]))
             continue
@@ -278,7 +272,7 @@ def render_github(report: DriftReport) -> str:
         where = f"{item.project}/{item.location}"
         job = f" ({item.job})" if item.job and item.category != UNMANAGED else ""
         if item.category == UNMANAGED:
-            message = (f"{item.job} [{_short_state(item.state)}] in {where}: {item.detail}")
+            message = (f"{item.job} [{short_state(item.state)}] in {where}: {item.detail}")
         else:
             message = f"{item.key} ({where}): {item.kind}: {item.detail}{job}"
         if item.ignored_by is None:

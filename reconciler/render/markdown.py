@@ -1,6 +1,6 @@
 """Markdown for pull-request comments: safe cells, tables, <details>, and a size bound.
 
-Plans (`render_plan_markdown`) and drift reports (`drift_render`) share this one style: a
+Plans (`plan_markdown`) and drift reports (`render.drift`) share this one style: a
 headline with counts, a table per kind of row, long material folded into <details>. GitHub
 refuses comments over 65,536 characters, so a `Document` that would be larger keeps its head
 and the most important rows and says how many rows it left out and how to see them all.
@@ -13,19 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.plan.actions import Action, Reason
-from reconciler.plan.differ import ABSENT
-from reconciler.plan.model import Plan
-from reconciler.render.plan_text import clean
+from reconciler.text import clean
 
 GITHUB_COMMENT_LIMIT = 65_536
 # Room for what a CI step may wrap around the report (a marker, a heading, a link to the run).
 DEFAULT_BUDGET = 60_000
 FLOOR = 10  # rows of every table kept before any table gets more (when space allows)
 CELL_LIMIT = 300  # characters of one cell before it is cut (an error message can be huge)
-
-PLAN_MARKER = "<!-- tuning-reconciler:plan -->"
-PLAN_HINT = "Run `reconciler plan` (or `reconciler plan --json`) for the full plan."
 
 # Characters with a meaning in (GitHub-flavoured) Markdown inline text; escaped with "\".
 # (Others, like "#", "-", "!" or "(", only matter at a line start or next to an escaped "[".)
@@ -143,60 +137,3 @@ class Document:
             return ""
         return (f"> [!NOTE]\n> {total - kept:,} of {total:,} rows were left out to keep this comment under "
                 f"GitHub's {GITHUB_COMMENT_LIMIT:,}-character limit. {self.hint}")
-
-
-# --- plans ---------------------------------------------------------------------------------
-
-
-def _value(value: Any) -> str:
-    import json
-
-    if value is ABSENT:
-        return "(unset)"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def _flatten(value: Any, path: str = "") -> list[tuple[str, Any]]:
-    if isinstance(value, dict) and value:
-        return [leaf for k, v in sorted(value.items()) for leaf in _flatten(v, f"{path}.{k}" if path else k)]
-    return [(path, value)]
-
-
-def _where(project: str, location: str) -> str:
-    return f"{project}/{location}"
-
-
-def _state(state: str | None) -> str:
-    return state.removeprefix("JOB_STATE_") if state else ""
-
-
-def render_plan_markdown(plan: Plan, limit: int = DEFAULT_BUDGET, hint: str = PLAN_HINT) -> str:
-    """A plan as a pull-request comment (headline, changes, notes, field changes), bounded."""
-    actionable = plan.actionable
-    notes = [c for c in plan.changes if c.action is Action.NOOP and c.reason is not Reason.UNCHANGED]
-    if plan.problems:
-        icon = ":x:"
-    elif actionable:
-        icon = ":memo:"
-    else:
-        icon = ":white_check_mark:"
-    head = [PLAN_MARKER, f"### {icon} {plan.summary()}", ""]
-    if plan.problems:
-        head += [f"**This plan cannot be applied: {len(plan.problems):,} error(s).**", ""]
-    tables = [
-        Table("Errors", ("Address", "Error"), [(p.address, p.message) for p in plan.problems], priority=0),
-        Table("Changes", ("Action", "Key", "Location", "Job", "State", "Reason"),
-              [(c.action.value, c.key, _where(c.project, c.location), c.job.name if c.job else "",
-                _state(c.job.state if c.job else None), c.detail) for c in actionable], priority=1),
-        Table("Notes (no action)", ("Key", "Location", "Job", "State", "Note"),
-              [(c.key, _where(c.project, c.location), c.job.name if c.job else "",
-                _state(c.job.state if c.job else None), c.detail) for c in notes], priority=2),
-    ]
-    fields: list[tuple[str, str, str, str]] = []
-    for c in actionable:
-        if c.field_changes:
-            fields += [(c.key, fc.path, _value(fc.before), _value(fc.after)) for fc in c.field_changes]
-        elif c.action is Action.CREATE and c.after:
-            fields += [(c.key, path, "(unset)", _value(v)) for path, v in _flatten(c.after)]
-    tables.append(Table("Field changes", ("Key", "Field", "Before", "After"), fields, priority=3, collapsed=True))
-    return Document(head=head, tables=tables, hint=hint).render(limit)

@@ -1,21 +1,18 @@
-"""Human output for plans: Terraform-like text, colour only on a TTY, and safe strings."""
+"""Plans as Terraform-like text (colour only on a terminal), as JSON, and what `plan
+--refresh-only` found changed outside the tool."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
-from collections import Counter
-from collections.abc import Iterable
 from typing import Any, TextIO
 
-from reconciler.plan.actions import Action, Reason
+from reconciler.drift.outside import OutsideChange
+from reconciler.model import short_state
 from reconciler.plan.differ import ABSENT
-from reconciler.plan.model import Change, Plan
-
-# C0/C1 control characters (ESC included) would let a key or label rewrite the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from reconciler.plan.model import Action, Change, Plan, Reason
+from reconciler.render.style import Style, use_color
+from reconciler.text import clean
 
 SYMBOLS = {
     Action.CREATE: "+", Action.REPLACE: "-/+", Action.CANCEL: "-", Action.REBASE: "~",
@@ -30,37 +27,6 @@ COLORS = {
     Action.CREATE: "32", Action.REPLACE: "33", Action.CANCEL: "31", Action.REBASE: "36",
     Action.ADOPT: "34", Action.FORGET: "2", Action.NOOP: "0",
 }
-
-
-def clean(text: Any) -> str:
-    """Printable form of a value from a manifest or the API (no escape sequences)."""
-    return _CONTROL.sub("?", str(text))
-
-
-def key_labels(items: Iterable[tuple[str, str, str]]) -> dict[str, str]:
-    """Display label per address for (address, key, location) items: the key, or `key (location)`
-    when the same key is in several locations, so progress lines stay unambiguous."""
-    items = list(items)
-    counts = Counter(key for _, key, _ in items)
-    return {address: clean(key if counts[key] == 1 else f"{key} ({location})")
-            for address, key, location in items}
-
-
-def use_color(stream: TextIO, no_color: bool = False) -> bool:
-    if no_color or os.environ.get("NO_COLOR"):
-        return False
-    return hasattr(stream, "isatty") and stream.isatty()
-
-
-class Style:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def __call__(self, code: str, text: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled else text
-
-    def bold(self, text: str) -> str:
-        return self("1", text)
 
 
 def _value(value: Any) -> str:
@@ -82,7 +48,7 @@ def render_change(change: Change, style: Style) -> list[str]:
     lines = [f"  {style.bold('# ' + clean(change.key))} ({clean(where)}) {PHRASES[change.action]}"]
     head = f"  {style(color, sym)} {clean(change.key)}"
     if change.job is not None:
-        head += f"  {clean(change.job.name)} [{clean(change.job.state.removeprefix('JOB_STATE_'))}]"
+        head += f"  {clean(change.job.name)} [{clean(short_state(change.job.state))}]"
     lines.append(head)
     lines.append(f"      reason: {clean(change.detail)}")
     if change.field_changes:
@@ -128,3 +94,17 @@ def print_plan(plan: Plan, stream: TextIO | None = None, no_color: bool = False)
 
 def plan_json(plan: Plan) -> str:
     return json.dumps(plan.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def print_outside_changes(found: list[OutsideChange], out: TextIO, as_json: bool = False) -> None:
+    if as_json:
+        out.write(json.dumps({"format_version": "1.0", "outside_changes": [f.to_json() for f in found]},
+                             indent=2, sort_keys=True) + "\n")
+        return
+    if not found:
+        out.write("No changes. State matches what exists in Vertex AI.\n")
+        return
+    out.write("Changes outside tuning-reconciler since the last apply:\n\n")
+    for f in found:
+        out.write(f"  ~ {clean(f.key)}: {clean(f.detail)} ({clean(f.job_name)})\n")
+    out.write(f"\n{len(found)} outside change(s).\n")

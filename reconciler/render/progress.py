@@ -8,8 +8,8 @@ import threading
 import time
 from typing import TextIO
 
-from reconciler.plan.actions import Action
-from reconciler.render.plan_text import clean
+from reconciler.plan.model import Action
+from reconciler.text import clean
 
 VERBS = {
     Action.CREATE: ("creating", "created"),

@@ -1,10 +1,8 @@
-"""The state file on disk: lock, load, journal, atomic commit, backup.
+"""The state file on disk: load, journal, atomic commit, backup (the lock is `lock.py`).
 
 Files beside the state file `S` (all mode 0600, same directory so renames are atomic):
 
-- `S.lock`    who holds the lock (JSON LockInfo). Created with link(2)/O_EXCL so exactly one
-              process wins; it is *not* removed when the holder dies, so a crashed apply
-              leaves a lock that `reconciler force-unlock ID` clears (as Terraform does).
+- `S.lock`    who holds the lock (see `reconciler.state.lock`).
 - `S.journal` one JSON line per completed action since the last commit, fsynced at once, so a
               long apply is durable per action without rewriting the whole state each time.
               Line 1 is a header `{"journal": 1, "lineage": ..., "serial": N}` naming the state
@@ -21,14 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
-import errno
 import glob
 import json
 import logging
 import os
-import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import StateError
+from reconciler.files import PRIVATE_MODE, atomic_write, fsync_dir, write_all
+from reconciler.state.lock import LockInfo, lock_path_for, locked_message, read_lock, release_lock, try_create_lock
 from reconciler.state.model import (
     STATE_VERSION,
     State,
@@ -51,140 +47,8 @@ from reconciler.state.model import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATE_PATH = "state/default.json"
 JOURNAL_FORMAT = 1
-_FILE_MODE = 0o600
 _LOCK_POLL_SECONDS = 0.1
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    id: str
-    pid: int
-    host: str
-    operation: str
-    created: str  # RFC 3339, UTC
-
-    def age_seconds(self, now: dt.datetime | None = None) -> float | None:
-        try:
-            created = dt.datetime.fromisoformat(self.created.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        now = now or dt.datetime.now(dt.timezone.utc)
-        return max(0.0, (now - created).total_seconds())
-
-
-def lock_path_for(path: str | os.PathLike[str]) -> Path:
-    return Path(f"{os.fspath(path)}.lock")
-
-
-def read_lock(path: str | os.PathLike[str]) -> LockInfo | None:
-    """The current lock on state file `path`, or None when it is not locked."""
-    lock_path = lock_path_for(path)
-    try:
-        text = lock_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"cannot read lock file {lock_path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-        return LockInfo(
-            id=str(data["id"]),
-            pid=int(data["pid"]),
-            host=str(data["host"]),
-            operation=str(data["operation"]),
-            created=str(data["created"]),
-        )
-    except (ValueError, KeyError, TypeError):
-        raise StateError(
-            f"lock file {lock_path} exists but is not a valid lock record; if no reconciler "
-            "is running, delete it by hand"
-        ) from None
-
-
-def lock_holder_alive(info: LockInfo) -> bool | None:
-    """True/False for a holder on this host; None when it runs elsewhere (we cannot tell)."""
-    if info.host != socket.gethostname():
-        return None
-    if info.pid == os.getpid():
-        return True
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def describe_lock(info: LockInfo) -> str:
-    age = info.age_seconds()
-    since = f"since {info.created}" + (f" ({format_age(age)} ago)" if age is not None else "")
-    return f'lock ID {info.id}, pid {info.pid} on host {info.host}, operation "{info.operation}", {since}'
-
-
-def format_age(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
-
-
-def force_unlock(path: str | os.PathLike[str], lock_id: str) -> None:
-    """Remove the lock on state file `path` if (and only if) its ID is `lock_id`."""
-    info = read_lock(path)
-    if info is None:
-        raise StateError(f"state file {os.fspath(path)} is not locked")
-    if info.id != lock_id:
-        raise StateError(
-            f"lock ID {lock_id} does not match the lock on state file {os.fspath(path)} "
-            f"({describe_lock(info)})"
-        )
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(lock_path_for(path))
-    _fsync_dir(lock_path_for(path).parent)
-
-
-def _now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that it holds the old or the new content, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        try:
-            os.fchmod(fd, _FILE_MODE)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _copy_entries(entries: dict[str, StateEntry]) -> dict[str, StateEntry]:
@@ -238,13 +102,7 @@ class StateStore:
     def lock(self, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
         if self._lock_info is not None:
             raise RuntimeError(f"{self.path} is already locked by this StateStore")
-        info = LockInfo(
-            id=str(uuid.uuid4()),
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            operation=operation,
-            created=_now_rfc3339(),
-        )
+        info = LockInfo.new(operation)
         deadline = time.monotonic() + max(0.0, timeout)
         while not self._try_create_lock_or_fail(info):
             holder = read_lock(self.path)
@@ -252,7 +110,7 @@ class StateStore:
                 continue  # released between our attempt and the read: try again at once
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise StateError(self._locked_message(holder, timeout))
+                raise StateError(locked_message(self.path, holder, timeout))
             time.sleep(min(_LOCK_POLL_SECONDS, remaining))
         with self._mutex:
             self._lock_info = info
@@ -268,7 +126,7 @@ class StateStore:
                 # What we read may be stale once others can write: the next lock reloads.
                 self._state = None
                 self._base = None
-            self._release_lock(info)
+            release_lock(self.path, info)
 
     def _remove_orphans(self) -> None:
         # Only the lock holder writes temp files, so any we find now were left by a crash.
@@ -279,75 +137,9 @@ class StateStore:
     def _try_create_lock_or_fail(self, info: LockInfo) -> bool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return self._try_create_lock(info)
+            return try_create_lock(self.path, info)
         except OSError as exc:
             raise StateError(f"cannot create lock file {self.lock_path}: {exc.strerror or exc}") from exc
-
-    def _try_create_lock(self, info: LockInfo) -> bool:
-        data = json.dumps(dataclasses.asdict(info), indent=2).encode() + b"\n"
-        # Write the record fully, then link it into place: link(2) fails if the name exists,
-        # so the lock file appears atomically with its content (no half-written lock to read).
-        fd, tmp = tempfile.mkstemp(dir=self.lock_path.parent, prefix=f".{self.lock_path.name}.",
-                                   suffix=".lock-tmp")  # not matched by _remove_orphans
-        try:
-            try:
-                os.fchmod(fd, _FILE_MODE)
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, self.lock_path)
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                    raise
-                return self._try_create_lock_excl(data)  # filesystem without hard links
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        _fsync_dir(self.lock_path.parent)
-        return True
-
-    def _try_create_lock_excl(self, data: bytes) -> bool:
-        try:
-            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
-        except FileExistsError:
-            return False
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return True
-
-    def _release_lock(self, info: LockInfo) -> None:
-        try:
-            current = read_lock(self.path)
-        except StateError:
-            current = None
-        if current is not None and current.id == info.id:  # not force-unlocked and re-taken
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.lock_path)
-
-    def _locked_message(self, holder: LockInfo, timeout: float) -> str:
-        state_opt = "" if os.path.normpath(self.path) == os.path.normpath(DEFAULT_STATE_PATH) \
-            else f" --state {self.path}"
-        unlock = f"reconciler force-unlock {holder.id}{state_opt}"
-        waited = f"timed out after {timeout:g}s waiting for the state lock: " if timeout > 0 else ""
-        alive = lock_holder_alive(holder)
-        if alive is False:
-            return (
-                f"{waited}state file {self.path} is locked by a process that is no longer running "
-                f"({describe_lock(holder)}). If no reconciler is running, remove the stale lock "
-                f"with: {unlock}"
-            )
-        hint = "Wait for it with --lock-timeout SECONDS, or if" if timeout <= 0 else "If"
-        return (
-            f"{waited}state file {self.path} is locked by another reconciler "
-            f"({describe_lock(holder)}). {hint} that process is gone, run: {unlock}"
-        )
 
     def _require_lock(self, what: str) -> None:
         if self._lock_info is None:
@@ -498,7 +290,7 @@ class StateStore:
                                  f"({self._journal_broken}); stop and run again to pick up from it")
             try:
                 fd = self._open_journal()
-                _write_all(fd, line)
+                write_all(fd, line)
                 os.fsync(fd)
             except OSError as exc:
                 self._undo_partial_append()
@@ -525,11 +317,11 @@ class StateStore:
             header = json.dumps({"journal": JOURNAL_FORMAT, "lineage": self._state.lineage,
                                  "serial": base_serial}, sort_keys=True).encode() + b"\n"
             # Truncate: any earlier journal was folded by load(), so this one starts afresh.
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, _FILE_MODE)
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, PRIVATE_MODE)
             try:
-                _write_all(fd, header)
+                write_all(fd, header)
                 os.fsync(fd)
-                _fsync_dir(self.journal_path.parent)
+                fsync_dir(self.journal_path.parent)
             except BaseException:
                 os.close(fd)
                 raise
@@ -599,7 +391,7 @@ class StateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             self._backup()
-        _atomic_write(self.path, data)
+        atomic_write(self.path, data)
 
     def _backup(self) -> None:
         # A hard link to the current file is an O(1) backup that rename() then keeps alive.
@@ -609,12 +401,12 @@ class StateStore:
         tmp = self.backup_path.with_name(f".{self.backup_path.name}.{uuid.uuid4().hex}.tmp")
         try:
             os.link(self.path, tmp)
-            os.chmod(tmp, _FILE_MODE)
+            os.chmod(tmp, PRIVATE_MODE)
             os.replace(tmp, self.backup_path)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            _atomic_write(self.backup_path, self.path.read_bytes())
+            atomic_write(self.backup_path, self.path.read_bytes())
 
     def _drop_journal(self) -> None:
         self._close_journal()
@@ -622,4 +414,4 @@ class StateStore:
             os.unlink(self.journal_path)
         except FileNotFoundError:
             return
-        _fsync_dir(self.journal_path.parent)
+        fsync_dir(self.journal_path.parent)

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from http_reply import reply
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from http_reply import reply
 
 from reconciler.api.auth import (
     DEFAULT_EMULATOR_TOKEN,
@@ -28,7 +27,8 @@ from reconciler.api.auth import (
     StaticToken,
     credentials_for,
 )
-from reconciler.api.client import ClientOptions, TuningClient, UnauthenticatedError, USER_AGENT
+from reconciler.api.client import USER_AGENT, ClientOptions, TuningClient
+from reconciler.api.errors import UnauthenticatedError
 from reconciler.errors import ConfigError
 
 JOB = "projects/p/locations/us-central1/tuningJobs/42"

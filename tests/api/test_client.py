@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-
 from http_reply import reply
 
-from reconciler.api.client import (
+from reconciler.api.client import ClientOptions, TuningClient
+from reconciler.api.endpoints import ENV_ENDPOINT
+from reconciler.api.errors import (
     ApiError,
-    ClientOptions,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -26,14 +26,12 @@ from reconciler.api.client import (
     ResourceExhaustedError,
     ResourceNameError,
     TransportError,
-    TuningClient,
     UnauthenticatedError,
     UnavailableError,
-    new_request_id,
 )
+from reconciler.api.names import new_request_id
 from reconciler.emulator.admin import EmulatorAdmin
 from reconciler.emulator.server import RunningEmulator
-from reconciler.api.endpoints import ENV_ENDPOINT
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import REQUEST_LABEL
 

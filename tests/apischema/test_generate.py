@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconciler.apischema import discovery
+from reconciler.apischema import discovery, generated
 from reconciler.apischema import generate as schema_gen
 from reconciler.apischema import overlay as schema_overlay
 from reconciler.model import RESERVED_LABELS
@@ -155,8 +155,8 @@ def real() -> dict[str, dict]:
 
 def test_files_on_disk_are_what_the_generator_writes(real: dict) -> None:
     assert schema_gen.stale_files(discovery.schemas_dir(), discovery.load_snapshot()) == []
-    assert schema_gen.load_spec_schema() == real[schema_gen.SPEC_SCHEMA_FILE]
-    assert schema_gen.load_manifest_schema() == real[schema_gen.MANIFEST_SCHEMA_FILE]
+    assert generated.spec_schema() == real[schema_gen.SPEC_SCHEMA_FILE]
+    assert generated.manifest_schema() == real[schema_gen.MANIFEST_SCHEMA_FILE]
 
 
 def test_schemas_are_valid_2020_12(real: dict) -> None:
@@ -175,7 +175,7 @@ def test_real_output_only_and_required(real: dict) -> None:
     assert defs["GoogleCloudAiplatformV1SupervisedTuningSpec"]["required"] == ["trainingDatasetUri"]
     assert defs["GoogleCloudAiplatformV1EncryptionSpec"]["required"] == ["kmsKeyName"]
     assert "GoogleCloudAiplatformV1TuningDataStats" not in defs  # reachable only via output-only
-    assert {"createTime", "preTunedModel.baseModel", "tunedModel"} <= schema_gen.output_only_paths()
+    assert {"createTime", "preTunedModel.baseModel", "tunedModel"} <= set(generated.spec_schema()["x-outputOnlyPaths"])
 
 
 def test_every_real_message_rejects_unknown_fields(real: dict) -> None:
@@ -280,5 +280,5 @@ def test_manifest_schema_envelope(real: dict) -> None:
 
 
 def test_loaders_are_cached() -> None:
-    assert schema_gen.load_spec_schema() is schema_gen.load_spec_schema()
-    assert schema_gen.output_only_paths() is schema_gen.output_only_paths()
+    assert generated.spec_schema() is generated.spec_schema()
+    assert generated.manifest_schema() is generated.manifest_schema()

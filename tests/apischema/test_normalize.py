@@ -14,16 +14,14 @@ from typing import Any
 
 import pytest
 
+from reconciler.apischema.discovery import TUNING_JOB_SCHEMA, is_output_only
+from reconciler.apischema.discovery import snapshot_schemas as discovery_schemas
 from reconciler.apischema.normalize import (
-    TUNING_JOB_SCHEMA,
-    discovery_schemas,
-    is_output_only,
     normalize_spec,
     normalized_hash,
     spec_hash,
 )
 from reconciler.model import RESERVED_LABELS
-
 
 # --------------------------------------------------------------------------- the oracle
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import jsonschema
 
+from reconciler.plan.refresh import LIST_PAGE_SIZE
 from reconciler.render.markdown import GITHUB_COMMENT_LIMIT
 from reconciler.state.model import State, StateEntry
 from reconciler.state.store import StateStore
@@ -224,10 +224,8 @@ def test_markdown_of_5000_drifting_jobs_stays_under_the_comment_limit(ws):
     save_state(ws, [StateEntry(f"job-{i}", PROJECT, LOCATION, name, "h", "JOB_STATE_RUNNING")
                     for i, name in enumerate(names)])
     ws.job("alpha")
-    started = time.monotonic()
     before = ws.admin.stats()["requests"].get("list", 0)
     result = drift(ws, "--format", "markdown", "--include-unmanaged")
-    elapsed = time.monotonic() - started
     pages = ws.admin.stats()["requests"].get("list", 0) - before
     assert result.code == 2, result.err
     text = result.out
@@ -236,7 +234,6 @@ def test_markdown_of_5000_drifting_jobs_stays_under_the_comment_limit(ws):
                            "2,500 out-of-band changes, 2,500 orphans, 2,500 unmanaged jobs.")
     assert "#### Pending changes (1)" in text and "#### Out-of-band changes (" in text
     assert "rows were left out" in text and "reconciler drift --format json" in text
-    assert pages == math.ceil((2 * n) / 50)  # one paginated list (default page size 50)
-    assert elapsed < 30
+    assert pages == math.ceil((2 * n) / LIST_PAGE_SIZE)  # one paginated list, the biggest pages
     full = json.loads(drift(ws, "--format", "json", "--include-unmanaged").out)
     assert len([i for i in full["items"] if i["ignored_by"] is None]) == 7_501

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.state.store import StateStore, read_lock
+from reconciler.state.lock import read_lock
+from reconciler.state.store import StateStore
 
 # Takes the lock and then dies without releasing it (like kill -9 during an apply).
 CRASH = r"""

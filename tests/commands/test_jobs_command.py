@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from reconciler.cli import main
-from reconciler.commands.jobs import format_duration, job_row, render_table
 from reconciler.emulator.admin import EmulatorAdmin
+from reconciler.render.jobs import job_row, render_table
+from reconciler.text import format_duration
 
 PROJECT, LOCATION = "demo-project", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"

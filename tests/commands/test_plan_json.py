@@ -1,6 +1,6 @@
 """The JSON plan (`plan --json`, `plan --out` + `show --json`) against schemas/plan.schema.json,
 end to end through the CLI against a live emulator over HTTP (virtual clock); and the schema's
-enums kept in step with reconciler.plan.actions."""
+enums kept in step with reconciler.plan.model."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.plan.actions import Action, Reason
 from reconciler.api.client import ClientOptions, TuningClient
-from reconciler.plan.differ import FieldChange
-from reconciler.model import Lifecycle
-from reconciler.plan.model import Change, JobRef, Plan, PlanProblem
-from reconciler.apischema.generate import load_manifest_schema
+from reconciler.apischema.generated import manifest_schema as load_manifest_schema
 from reconciler.apischema.normalize import spec_hash
+from reconciler.model import Lifecycle
+from reconciler.plan.differ import FieldChange
+from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "plan.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())

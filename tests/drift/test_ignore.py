@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.drift.report import CATEGORIES
 from reconciler.drift.ignore import IgnoreFileError, load_ignore, parse_ignore
+from reconciler.drift.report import CATEGORIES
 
 TEXT = """\
 # accepted drift

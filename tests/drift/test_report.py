@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 
-from reconciler.drift.report import ORPHAN, OUT_OF_BAND, PENDING, UNMANAGED, billable_tokens, build_report, headline
-from reconciler.drift.ignore import parse_ignore
-from reconciler.plan.live import LiveJob, LiveView
-from reconciler.model import DesiredJob, Lifecycle, SourcePos
-from reconciler.plan.planner import plan
 from reconciler.apischema.normalize import spec_hash
+from reconciler.drift.ignore import parse_ignore
+from reconciler.drift.report import billable_tokens, build_report, headline
+from reconciler.model import ORPHAN, OUT_OF_BAND, PENDING, UNMANAGED, DesiredJob, Lifecycle, SourcePos
+from reconciler.plan.live import LiveJob, LiveView
+from reconciler.plan.planner import plan
 from reconciler.state.model import State, StateEntry
 
 P, L = "proj", "us-central1"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from reconciler.emulator import exceptions as err
+from reconciler.emulator.backend import Backend
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.jobs import chosen_hyper_parameters
-from reconciler.emulator.backend import Backend
 
 PARENT = "projects/my-project/locations/us-central1"
 

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from google.cloud import aiplatform_v1
 
+from reconciler.emulator import backend as models
 from reconciler.emulator import exceptions as err
-from reconciler.emulator import backend as models, jobs, schema
+from reconciler.emulator import jobs, schema
 from reconciler.emulator.config import EmulatorConfig
 
 TUNING_JOB = f"{schema.PREFIX}TuningJob"

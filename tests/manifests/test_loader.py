@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.manifests import loader as manifest
 from reconciler.errors import ManifestError
-from reconciler.model import Lifecycle, SourcePos
+from reconciler.manifests import loader as manifest
+from reconciler.manifests import yaml_reader
+from reconciler.model import Defaults, Lifecycle, SourcePos
 
 JOB = """\
 apiVersion: tuning.reconciler/v1
@@ -35,16 +36,15 @@ def write(root: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def problems(paths: list[str], **kwargs) -> list[str]:
-    kwargs.setdefault("env", {})
-    return [str(p) for p in manifest.check(paths, **kwargs).problems]
+def problems(paths: list[str], defaults: Defaults = Defaults()) -> list[str]:
+    return [str(p) for p in manifest.check(paths, defaults).problems]
 
 
 # --- YAML with positions --------------------------------------------------------------
 
 def test_positions_of_values_and_keys() -> None:
     text = JOB.format(name="a") + "---\n" + JOB.format(name="b")
-    parsed = manifest.parse_text(text, "f.yaml")
+    parsed = yaml_reader.parse_text(text, "f.yaml")
     assert parsed.problems == []
     first, second = parsed.documents
     assert first.start == (1, 1) and second.start == (12, 1)
@@ -55,7 +55,7 @@ def test_positions_of_values_and_keys() -> None:
 
 
 def test_scalars_follow_yaml_but_dates_stay_text() -> None:
-    parsed = manifest.parse_text(
+    parsed = yaml_reader.parse_text(
         "a: 3\nb: '3'\nc: 1.5\nd: true\ne: null\nf: 2024-01-02\ng: 2024-01-02T03:04:05Z\n", "f")
     assert parsed.documents[0].data == {"a": 3, "b": "3", "c": 1.5, "d": True, "e": None,
                                         "f": "2024-01-02", "g": "2024-01-02T03:04:05Z"}
@@ -67,7 +67,7 @@ def test_merge_keys_and_aliases() -> None:
     a: {<<: *base, epochCount: "5"}
     b: *base
     """
-    doc = manifest.parse_text(textwrap.dedent(text), "f").documents[0]
+    doc = yaml_reader.parse_text(textwrap.dedent(text), "f").documents[0]
     assert doc.data["a"] == {"epochCount": "5", "adapterSize": "ADAPTER_SIZE_FOUR"}
     assert doc.data["b"] == {"epochCount": "3", "adapterSize": "ADAPTER_SIZE_FOUR"}
     assert doc.has_aliases and not doc.problems
@@ -115,7 +115,7 @@ def test_bare_scalar_and_list_documents(tmp_path: Path) -> None:
 
 def test_empty_documents_between_separators_are_skipped(tmp_path: Path) -> None:
     f = write(tmp_path, "m.yaml", "---\n" + JOB.format(name="a") + "---\n---\n")
-    result = manifest.check([f], env={})
+    result = manifest.check([f])
     assert result.problems == [] and result.documents == 1
 
 
@@ -184,8 +184,8 @@ def test_deep_nesting_is_refused_without_crashing(tmp_path: Path) -> None:
     # Our limit stops at column 67; a libyaml with its own flow-depth limit (1000) stops the
     # scanner first. Either way the same refusal, on line 1, well before the end.
     assert re.fullmatch(re.escape(f"{f}:1:") + r"(\d+): " + re.escape(message), found[0])
-    assert int(found[0].split(":")[2]) in (manifest.MAX_DEPTH + 3, 1003)
-    assert found[1] == (f"{block}:{manifest.MAX_DEPTH + 1}:{2 * manifest.MAX_DEPTH + 1}: "
+    assert int(found[0].split(":")[2]) in (yaml_reader.MAX_DEPTH + 3, 1003)
+    assert found[1] == (f"{block}:{yaml_reader.MAX_DEPTH + 1}:{2 * yaml_reader.MAX_DEPTH + 1}: "
                         + message)
     assert len(found) == 2
 
@@ -207,7 +207,7 @@ def test_a_file_full_of_errors_is_cut_short(tmp_path: Path) -> None:
 
 def test_other_documents_in_a_file_survive_an_aborted_one(tmp_path: Path) -> None:
     f = write(tmp_path, "m.yaml", "a: *nope\n---\n" + JOB.format(name="ok"))
-    result = manifest.check([f], env={})
+    result = manifest.check([f])
     assert result.documents == 2 and [j.key for j in result.jobs] == ["ok"]
     assert len(result.problems) == 1
 
@@ -265,7 +265,7 @@ def test_special_files_are_not_read() -> None:
 def test_default_path_is_manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "manifests/team/a.yaml", JOB.format(name="a"))
-    result = manifest.check(None, env={})
+    result = manifest.check(None)
     assert result.files == ["manifests/team/a.yaml"] and result.problems == []
 
 
@@ -285,10 +285,10 @@ spec:
 def test_project_and_location_precedence(tmp_path: Path) -> None:
     f = write(tmp_path, "m.yaml", NO_TARGET.format(name="a") + "---\n" + JOB.format(name="b"))
     env = {"GOOGLE_CLOUD_PROJECT": "env-project", "GOOGLE_CLOUD_LOCATION": "env-location"}
-    jobs = manifest.check([f], env=env).jobs
+    jobs = manifest.check([f], Defaults.resolve(None, None, env)).jobs
     assert [(j.key, j.project, j.location) for j in jobs] == [
         ("a", "env-project", "env-location"), ("b", "my-project", "us-central1")]
-    jobs = manifest.check([f], "flag-project", "europe-west4", env=env).jobs
+    jobs = manifest.check([f], Defaults.resolve("flag-project", "europe-west4", env)).jobs
     assert [(j.project, j.location) for j in jobs] == [
         ("flag-project", "europe-west4"), ("my-project", "us-central1")]
 
@@ -301,7 +301,7 @@ def test_missing_project_and_location_say_where_to_set_them(tmp_path: Path) -> N
         f"{f}:3:1: no location for `a`: set `metadata.location`, pass --location, "
         "or set $GOOGLE_CLOUD_LOCATION",
     ]
-    assert problems([f], default_project="p", env={"GOOGLE_CLOUD_LOCATION": "l"}) == []
+    assert problems([f], Defaults.resolve("p", None, {"GOOGLE_CLOUD_LOCATION": "l"})) == []
 
 
 def test_key_unique_per_project_and_location_naming_both_places(tmp_path: Path) -> None:
@@ -309,7 +309,7 @@ def test_key_unique_per_project_and_location_naming_both_places(tmp_path: Path) 
     b = write(tmp_path, "sub/b.yaml", "# another\n" + JOB.format(name="same"))
     other_location = write(tmp_path, "c.yaml", JOB.format(name="same").replace(
         "us-central1", "europe-west4"))
-    result = manifest.check([str(tmp_path)], env={})
+    result = manifest.check([str(tmp_path)])
     assert [str(p) for p in result.problems] == [
         f"{b}:2:1: key `same` is defined twice for project `my-project`, location "
         f"`us-central1`: here and at {a}:1:1"]
@@ -368,8 +368,8 @@ def test_parallel_check_matches_sequential(tmp_path: Path) -> None:
         if i == 3:
             body += "---\n" + JOB.format(name="broken").replace("baseModel", "baseModal")
         write(tmp_path, f"f{i}.yaml", body)
-    seq = manifest.check([str(tmp_path)], env={}, workers=1)
-    par = manifest.check([str(tmp_path)], env={}, workers=2)
+    seq = manifest.check([str(tmp_path)], workers=1)
+    par = manifest.check([str(tmp_path)], workers=2)
     assert par == seq
     assert seq.documents == 121 and len(seq.jobs) == 120 and len(seq.problems) == 1
 
@@ -387,13 +387,13 @@ def test_pure_python_loader_behaves_the_same(monkeypatch: pytest.MonkeyPatch) ->
         pass
 
     text = JOB.format(name="a") + "  labels: &l {team: x}\n  description: d\n  labels: *l\n"
-    c_doc = manifest.parse_text(text, "f").documents[0]
-    monkeypatch.setattr(manifest, "ManifestLoader", PythonLoader)
-    py = manifest.parse_text(text, "f")
+    c_doc = yaml_reader.parse_text(text, "f").documents[0]
+    monkeypatch.setattr(yaml_reader, "ManifestLoader", PythonLoader)
+    py = yaml_reader.parse_text(text, "f")
     py_doc = py.documents[0]
     assert (py_doc.data, py_doc.values, py_doc.keys) == (c_doc.data, c_doc.values, c_doc.keys)
     assert [p.message for p in py_doc.problems] == [p.message for p in c_doc.problems] == [
         "duplicate key `labels` in `spec` (first set at line 11, column 3)"]
-    deep = manifest.parse_text("a: " + "[" * 10_000 + "]" * 10_000, "f")
+    deep = yaml_reader.parse_text("a: " + "[" * 10_000 + "]" * 10_000, "f")
     assert [p.message for p in deep.problems] == [
         "nesting deeper than 64 levels; refusing to read this file any further"]

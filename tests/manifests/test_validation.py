@@ -8,9 +8,8 @@ import textwrap
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconciler.manifests import loader as manifest
-from reconciler.manifests import validation
-from reconciler.apischema.generate import load_manifest_schema
+from reconciler.apischema.generated import manifest_schema as load_manifest_schema
+from reconciler.manifests import validation, yaml_reader
 from reconciler.manifests.validation import Problem
 
 HEAD = """\
@@ -27,7 +26,7 @@ spec:
 def check(spec_yaml: str, tail: str = "") -> list[str]:
     """Problems (as `line:col: message`) of one document whose spec is `spec_yaml`."""
     text = HEAD + textwrap.indent(textwrap.dedent(spec_yaml), "  ") + textwrap.dedent(tail)
-    parsed = manifest.parse_text(text, "m.yaml")
+    parsed = yaml_reader.parse_text(text, "m.yaml")
     assert not parsed.problems
     (doc,) = parsed.documents
     found = doc.problems + validation.check_document(doc.data, "m.yaml", doc.values, doc.keys)
@@ -161,7 +160,7 @@ def test_envelope_errors_stop_further_checks() -> None:
 def test_metadata_and_lifecycle() -> None:
     text = HEAD.replace("name: job-a", "name: Job_A").replace("location: us-central1",
                                                               "location: US Central")
-    parsed = manifest.parse_text(text + "  baseModel: m\n" + textwrap.indent(SFT, "  ") +
+    parsed = yaml_reader.parse_text(text + "  baseModel: m\n" + textwrap.indent(SFT, "  ") +
                                  "lifecycle: {onSpecChange: destroy, preventCancel: 'yes', x: 1}\n",
                                  "m.yaml")
     (doc,) = parsed.documents

@@ -1,5 +1,5 @@
-from reconciler.plan.differ import ABSENT, diff_spec, only_base_model_changed
 from reconciler.apischema.normalize import normalize_spec, spec_hash
+from reconciler.plan.differ import ABSENT, diff_spec, only_base_model_changed
 
 SPEC = {
     "baseModel": "gemini-2.5-flash",

@@ -4,9 +4,8 @@ import stat
 
 import pytest
 
-from reconciler.plan.actions import Action, Reason
 from reconciler.errors import PlanError
-from reconciler.plan.model import Change, JobRef, Plan
+from reconciler.plan.model import Action, Change, JobRef, Plan, Reason
 from reconciler.plan.planfile import desired_from_plan, load_plan, save_plan, stale_reasons
 
 SPEC = {"baseModel": "m", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/t.jsonl"}}

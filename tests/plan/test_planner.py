@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.plan.actions import Action, Reason
-from reconciler.plan.live import LiveJob, LiveView
-from reconciler.model import DesiredJob, Lifecycle
-from reconciler.plan.planner import plan
 from reconciler.apischema.normalize import spec_hash
+from reconciler.model import DesiredJob, Lifecycle
+from reconciler.plan.live import LiveJob, LiveView
+from reconciler.plan.model import Action, Reason
+from reconciler.plan.planner import plan
 from reconciler.state.model import State, StateEntry
 
 P, L = "proj", "us-central1"

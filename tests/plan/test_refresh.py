@@ -7,13 +7,13 @@ from __future__ import annotations
 import math
 
 from reconciler.api.client import ClientOptions, TuningClient
+from reconciler.apischema.normalize import normalize_spec
 from reconciler.emulator.admin import EmulatorAdmin
 from reconciler.emulator.server import RunningEmulator
-from reconciler.plan.live import LiveJob
 from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, DesiredJob
+from reconciler.plan.live import LiveJob
 from reconciler.plan.planner import plan
-from reconciler.plan.refresh import LIST_PAGE_SIZE, plan_fields, refresh
-from reconciler.apischema.normalize import normalize_spec
+from reconciler.plan.refresh import LIST_PAGE_SIZE, parents_of, plan_fields, refresh
 from reconciler.state.model import State, StateEntry
 
 PARENT = "projects/p/locations/us-central1"
@@ -53,7 +53,7 @@ def test_refresh_uses_the_biggest_pages(emulator: RunningEmulator, admin: Emulat
     before = admin.stats()["requests"].get("list", 0)
     desired = [DesiredJob(key=f"job-{i}", project="p", location="us-central1", spec=SPEC) for i in range(count)]
     with client_for(emulator) as client:
-        view = refresh(client, desired, State(), fields=plan_fields())
+        view = refresh(client, parents_of(desired, State()), State(), fields=plan_fields())
     lists = admin.stats()["requests"]["list"] - before
     assert lists == math.ceil(count / LIST_PAGE_SIZE) == 2
     assert len(view.all_jobs()) == count
@@ -72,7 +72,7 @@ def test_plan_from_a_partial_refresh_equals_plan_from_whole_jobs(
     desired = [DesiredJob(key=f"job-{i}", project="p", location="us-central1",
                           spec=changed if i == 1 else SPEC) for i in range(5)]
     with client_for(emulator) as client:
-        slim = plan(desired, state, refresh(client, desired, state, fields=plan_fields()))
-        whole = plan(desired, state, refresh(client, desired, state))
+        slim = plan(desired, state, refresh(client, parents_of(desired, state), state, fields=plan_fields()))
+        whole = plan(desired, state, refresh(client, parents_of(desired, state), state))
     assert [c.to_json() for c in slim.changes] == [c.to_json() for c in whole.changes]
     assert [c.action.value for c in slim.changes] == ["no-op", "replace", "no-op", "adopt", "create"]

@@ -6,7 +6,7 @@ import re
 import signal
 import time
 
-from reconciler.state.store import read_lock
+from reconciler.state.lock import read_lock
 
 from .conftest import LOCATION, cli, duplicates, jobs_by_key, spawn, subprocess_env, write_manifests
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.state.lock import read_lock
 from reconciler.state.model import state_from_json
-from reconciler.state.store import read_lock
 
 from .conftest import (
     LOCATION,

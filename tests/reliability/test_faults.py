@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from http_reply import reply
 
-from reconciler.api.client import ClientOptions, TransportError, TuningClient
+from reconciler.api.client import ClientOptions, TuningClient
+from reconciler.api.errors import TransportError
 from reconciler.emulator.server import EmulatorConfig, start_emulator
 from reconciler.model import REQUEST_LABEL
 

@@ -10,9 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from http_reply import reply
 import yaml
+from http_reply import reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -193,7 +192,8 @@ def test_malformed_list_answers_give_a_clear_error_not_a_plan(bad_server, tmp_pa
 @pytest.mark.parametrize("job", [_job(state="JOB_STATE_TELEPORTED"), _job(labels=["x"]), _job(name="jobs/1"),
                                  _job(updateTime=5)])
 def test_malformed_get_and_create_answers_are_refused(bad_server, job):
-    from reconciler.api.client import ClientOptions, MalformedResponseError, TuningClient
+    from reconciler.api.client import ClientOptions, TuningClient
+    from reconciler.api.errors import MalformedResponseError
 
     bad_server.answer = lambda: _body(job)
     with TuningClient(ClientOptions(endpoint=bad_server.url, access_token="fuzz-token-123")) as client:
@@ -204,7 +204,8 @@ def test_malformed_get_and_create_answers_are_refused(bad_server, job):
 
 
 def test_partial_responses_require_only_the_fields_they_select():
-    from reconciler.api.client import MalformedResponseError, _check_page
+    from reconciler.api.answers import check_page as _check_page
+    from reconciler.api.errors import MalformedResponseError
 
     page = {"tuningJobs": [{"labels": dict(LABELS)}]}
     assert _check_page(page, "tuningJobs", "x", "nextPageToken,tuningJobs(labels)") == page["tuningJobs"]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from http_reply import reply
 
 from reconciler.emulator.config import EmulatorConfig

@@ -9,15 +9,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.drift.report import CATEGORIES, KINDS, build_report
-from reconciler.render.drift import DRIFT_MARKER, FORMATS, render, render_github, render_json, render_markdown
-from reconciler.drift.ignore import parse_ignore
-from reconciler.plan.live import LiveJob, LiveView
-from reconciler.render.markdown import GITHUB_COMMENT_LIMIT
-from reconciler.model import DesiredJob, SourcePos
-from reconciler.plan.planner import plan
-from reconciler.render.plan_text import Style
 from reconciler.apischema.normalize import spec_hash
+from reconciler.drift.ignore import parse_ignore
+from reconciler.drift.report import CATEGORIES, KINDS, build_report
+from reconciler.model import DesiredJob, SourcePos
+from reconciler.plan.live import LiveJob, LiveView
+from reconciler.plan.planner import plan
+from reconciler.render.drift import DRIFT_MARKER, FORMATS, render, render_github, render_json, render_markdown
+from reconciler.render.markdown import GITHUB_COMMENT_LIMIT
+from reconciler.render.style import Style
 from reconciler.state.model import State, StateEntry
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "drift-report.schema.json").read_text())

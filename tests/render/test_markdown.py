@@ -7,19 +7,10 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from reconciler.plan.actions import Action, Reason
 from reconciler.plan.differ import FieldChange
-from reconciler.render.markdown import (
-    FLOOR,
-    GITHUB_COMMENT_LIMIT,
-    PLAN_MARKER,
-    Document,
-    Table,
-    escape,
-    render_plan_markdown,
-    table_row,
-)
-from reconciler.plan.model import Change, JobRef, Plan, PlanProblem
+from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
+from reconciler.render.markdown import FLOOR, GITHUB_COMMENT_LIMIT, Document, Table, escape, table_row
+from reconciler.render.plan_markdown import PLAN_MARKER, render_plan_markdown
 
 # GitHub-like: raw HTML allowed (so that an escaping mistake would show), tables on.
 MD = MarkdownIt("commonmark", {"html": True}).enable("table")

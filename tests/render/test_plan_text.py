@@ -1,7 +1,8 @@
-from reconciler.plan.actions import Action, Reason
 from reconciler.plan.differ import ABSENT, FieldChange
-from reconciler.plan.model import Change, JobRef, Plan, PlanProblem
-from reconciler.render.plan_text import Style, clean, key_labels, render_plan
+from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
+from reconciler.render.plan_text import render_plan
+from reconciler.render.style import Style
+from reconciler.text import clean, key_labels
 
 
 def change(action: Action, key: str = "k", **kw) -> Change:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from reconciler.plan.actions import Action
+from reconciler.plan.model import Action
 from reconciler.render.progress import Progress
 
 

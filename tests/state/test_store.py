@@ -19,14 +19,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import StateError
+from reconciler.state.lock import LockInfo, force_unlock, lock_holder_alive, read_lock
 from reconciler.state.model import State, StateEntry, state_from_json
-from reconciler.state.store import (
-    LockInfo,
-    StateStore,
-    force_unlock,
-    lock_holder_alive,
-    read_lock,
-)
+from reconciler.state.store import StateStore
 
 # A separate process that takes the lock, prints its ID, then either dies without releasing
 # it ("die": a crashed apply) or holds it until its stdin is closed ("hold").

@@ -1,0 +1,38 @@
+"""The generated schema files under `schemas/`, each read once per process (do not mutate)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from reconciler.apischema.discovery import schemas_dir
+from reconciler.errors import ConfigError
+
+SPEC_SCHEMA_FILE = "tuningjob.v1.schema.json"
+MANIFEST_SCHEMA_FILE = "manifest.schema.json"
+PLAN_SCHEMA_FILE = "plan.schema.json"
+
+
+@functools.cache
+def load(name: str) -> dict[str, Any]:
+    path = schemas_dir() / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing; run `reconciler schema generate`") from None
+
+
+def spec_schema() -> dict[str, Any]:
+    """`tuningjob.v1.schema.json`: a TuningJob as written in a manifest's `spec`."""
+    return load(SPEC_SCHEMA_FILE)
+
+
+def manifest_schema() -> dict[str, Any]:
+    """`manifest.schema.json`: one whole manifest document (self-contained)."""
+    return load(MANIFEST_SCHEMA_FILE)
+
+
+def plan_schema() -> dict[str, Any]:
+    """`plan.schema.json`: a saved plan (written by hand, not generated: checked on load)."""
+    return load(PLAN_SCHEMA_FILE)

@@ -1,0 +1,110 @@
+"""The options several commands share, their defaults (defined once, here and in `model`), and
+how parsed arguments become the typed requests of `reconciler.operations`. This module is the
+only place besides the command modules that sees an argparse Namespace."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from reconciler.model import DEFAULT_STATE_PATH, Defaults
+
+if TYPE_CHECKING:
+    from reconciler.operations import Connection, PlanRequest, StateRef
+
+DEFAULT_PARALLELISM = 8
+WORKSPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _number(kind: type, low: float, strict: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'greater than' if strict else 'at least'} {low:g}")
+        return value
+    return parse
+
+
+positive_int = _number(int, 0, strict=True)
+positive_float = _number(float, 0.0, strict=True)
+non_negative_float = _number(float, 0.0, strict=False)
+
+
+def workspace_path(name: str) -> str:
+    """`--workspace NAME`: the state file state/NAME.json."""
+    if not WORKSPACE_PATTERN.match(name) or ".." in name:
+        raise argparse.ArgumentTypeError(f"invalid workspace name {name!r} (letters, digits, '_', '-', '.')")
+    return f"state/{name}.json"
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Where manifests without metadata.project/location go, and which API to talk to."""
+    parser.add_argument("--project", help="default project for manifests without metadata.project "
+                        "(else $GOOGLE_CLOUD_PROJECT)")
+    parser.add_argument("--location", help="default location for manifests without metadata.location "
+                        "(else $GOOGLE_CLOUD_LOCATION)")
+    parser.add_argument("--endpoint", help="API endpoint, e.g. http://127.0.0.1:8080 for the emulator "
+                        "(else $RECONCILER_ENDPOINT, else the regional Google endpoint)")
+
+
+def add_state_option(parser: argparse.ArgumentParser, lock_timeout: bool = True,
+                     help: str = "state file (default: %(default)s)") -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--state", default=DEFAULT_STATE_PATH, metavar="FILE", help=help)
+    group.add_argument("--workspace", dest="state", type=workspace_path, metavar="NAME",
+                       help="use the state file state/NAME.json")
+    if lock_timeout:
+        parser.add_argument("--lock-timeout", type=non_negative_float, default=0.0, metavar="SECONDS",
+                            help="wait this long for the state lock (default: fail at once)")
+
+
+def add_paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="manifest files or directories, searched recursively for .yaml/.yml "
+                             "(default: manifests/)")
+
+
+def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
+    """What plan, apply and drift read: manifests, state, the API, and which keys."""
+    add_paths(parser)
+    add_target_options(parser)
+    add_state_option(parser)
+    parser.add_argument("--target", action="append", metavar="KEY", help="limit to this key (repeatable)")
+    parser.add_argument("--parallelism", type=positive_int, default=DEFAULT_PARALLELISM, metavar="N",
+                        help="concurrent API calls (default: %(default)s)")
+    parser.add_argument("--no-color", action="store_true", help="never colour the output")
+
+
+# --- Namespace -> typed requests -----------------------------------------------------------
+
+
+def defaults(args: argparse.Namespace) -> Defaults:
+    return Defaults.resolve(args.project, args.location, os.environ)
+
+
+def state_ref(args: argparse.Namespace) -> StateRef:
+    from reconciler.operations import StateRef
+
+    return StateRef(args.state, getattr(args, "lock_timeout", 0.0))
+
+
+def connection(args: argparse.Namespace) -> Connection:
+    from reconciler.operations import Connection
+
+    return Connection(endpoint=args.endpoint, parallelism=getattr(args, "parallelism", DEFAULT_PARALLELISM))
+
+
+def plan_request(args: argparse.Namespace, paths: list[str] | None = None) -> PlanRequest:
+    """The plan inputs of `add_plan_inputs` (`paths` overrides the positional paths)."""
+    from reconciler.operations import PlanRequest
+
+    return PlanRequest(paths=tuple(args.paths if paths is None else paths), defaults=defaults(args),
+                       state=state_ref(args), connection=connection(args),
+                       targets=tuple(args.target) if getattr(args, "target", None) else None)
