@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import sys
 from types import ModuleType
 
@@ -75,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         args.paths = [*(args.paths or []), *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    import logging  # after parsing: --help and usage errors never need it
+
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",

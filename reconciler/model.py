@@ -1,5 +1,6 @@
 """The shared vocabulary of every stage: desired jobs, identity labels, job states, addresses,
-targeting and drift categories. Data and pure helpers only; imports nothing of the project."""
+targeting and drift categories. Data and pure helpers only; imports nothing of the project
+but `defaults`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.defaults import LOCATION_ENV, PROJECT_ENV
+
 API_VERSION = "tuning.reconciler/v1"
 KIND = "TuningJob"
-
-# Where things are when the user names nothing (the CLI's defaults, and what messages omit).
-DEFAULT_MANIFEST_PATH = "manifests"
-DEFAULT_STATE_PATH = "state/default.json"
-DEFAULT_IGNORE_FILE = ".reconcilerignore"
-PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
-LOCATION_ENV = "GOOGLE_CLOUD_LOCATION"
 
 # Identity labels: every job the tool creates carries the first three; the request label
 # makes a create whose response was lost findable again (exactly-once creation).

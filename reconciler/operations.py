@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from reconciler.defaults import DEFAULT_IGNORE_FILE, DEFAULT_STATE_PATH
 from reconciler.errors import ConfigError, PlanError, StateError
-from reconciler.model import DEFAULT_IGNORE_FILE, DEFAULT_STATE_PATH, Defaults, DesiredJob, targeted
+from reconciler.model import Defaults, DesiredJob, targeted
 
 if TYPE_CHECKING:
     from reconciler.api.client import TuningClient

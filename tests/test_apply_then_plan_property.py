@@ -75,6 +75,7 @@ def world(tmp_path_factory):
             yield tmp_path_factory.mktemp("prop"), emulator, admin
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=spec)
 def test_apply_then_plan_has_no_changes(world, body, monkeypatch, capsys):

@@ -93,6 +93,7 @@ class Executor:
         self._lock = threading.Lock()
         self._stopping = threading.Event()  # Ctrl-C: start nothing more
         self._closed = False  # ... and, after the grace period, record nothing more
+        self._running = _Running()
         self._local = threading.local()  # .epoch: the pacer epoch of this thread's submission
         if hasattr(client, "on_throttle"):
             client.on_throttle(self._throttled)
@@ -254,51 +255,77 @@ class Executor:
         taken = itertools.count()
 
         def work() -> None:
-            while not self._stopping.is_set():
-                with self._lock:
-                    i = next(taken)
-                if i >= len(changes):
-                    return
-                try:
-                    outcomes[i] = self.run_one(changes[i])
-                except BaseException as exc:  # a bug: raised in the main thread below
-                    errors.append(exc)
+            try:
+                while not self._stopping.is_set():
+                    with self._lock:
+                        i = next(taken)
+                    if i >= len(changes):
+                        return
+                    try:
+                        outcomes[i] = self.run_one(changes[i])
+                    except BaseException as exc:  # a bug: raised in the main thread below
+                        errors.append(exc)
+            finally:
+                self._running.finished()
 
         # Daemon threads: after Ctrl-C the process need not wait for a request under way.
         workers = [threading.Thread(target=work, name=f"apply-{n}", daemon=True)
                    for n in range(min(max(1, self.options.parallelism), len(changes)))]
         try:
             for worker in workers:
-                worker.start()
-            for worker in workers:
-                while worker.is_alive():
-                    worker.join(0.25)
+                self._running.started()
+                try:
+                    worker.start()
+                except BaseException:
+                    self._running.finished()  # it never ran
+                    raise
+            while not self._running.wait_idle(0.25):
+                pass
         except KeyboardInterrupt:
-            self.interrupt(workers)
+            self.interrupt()
             raise
         if errors:
             raise errors[0]
         return [o for o in outcomes if o is not None]
 
-    def interrupt(self, workers: list[threading.Thread] | None = None, grace: float = INTERRUPT_GRACE) -> None:
+    def interrupt(self, grace: float = INTERRUPT_GRACE) -> None:
         """Stop: start no further change, let nobody waiting for the pacer submit, give the
         requests under way `grace` seconds, then refuse all further records."""
         self._stopping.set()
         self.pacer.stop()
-        started = [w for w in workers or [] if w.ident is not None]  # Ctrl-C may come mid-start
         try:
             deadline = time.monotonic() + grace
-            quick = time.monotonic() + min(0.5, grace)  # most requests end by then: say nothing
-            for worker in started:
-                worker.join(max(0.0, quick - time.monotonic()))
-            busy = sum(1 for w in started if w.is_alive())
-            if busy:
+            # Most requests end within half a second: say nothing about those.
+            if not self._running.wait_idle(min(0.5, grace)):
                 # An answer not recorded is healed by adoption on the next apply; recording it now
                 # is better still, so wait, unless the user insists.
-                self.progress.line(f"Interrupted: waiting up to {grace:.0f}s for {busy} request(s) under way "
-                                   "to be recorded (Ctrl-C again to stop at once)...")
-            for worker in started:
-                worker.join(max(0.0, deadline - time.monotonic()))
+                self.progress.line(f"Interrupted: waiting up to {grace:.0f}s for {self._running.count} request(s) "
+                                   "under way to be recorded (Ctrl-C again to stop at once)...")
+                self._running.wait_idle(max(0.0, deadline - time.monotonic()))
         finally:
             with self._lock:  # waits for a record being written
                 self._closed = True
+
+
+class _Running:
+    """How many workers still run. Waited on through a Condition, never Thread.join: on
+    Python 3.11 a join interrupted by Ctrl-C can mark a thread that still runs as stopped,
+    and its request under way would then go unrecorded."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.count = 0
+
+    def started(self) -> None:
+        with self._cond:
+            self.count += 1
+
+    def finished(self) -> None:
+        with self._cond:
+            self.count -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no worker runs; False if some still do after `timeout` seconds."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.count == 0, timeout)

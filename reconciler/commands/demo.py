@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-from reconciler.model import DEFAULT_STATE_PATH
+from reconciler.defaults import DEFAULT_STATE_PATH
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 HELP = "run validate, plan, apply --wait, re-plan and a replace against an embedded emulator"
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+# The example manifests of a source checkout (the demo does not run from an installed wheel).
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "manifests", "examples")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,13 +34,17 @@ def _banner(text: str, color: bool) -> None:
 
 def run(args: argparse.Namespace, cli: Callable[[list[str]], int]) -> int:
     """`cli`: the command-line entry point, run for each step as a user would type it."""
+    import shutil
     import sys
+    import tempfile
+    import time
+    from pathlib import Path
 
     from reconciler.emulator.server import EmulatorConfig, start_emulator
     from reconciler.errors import ReconcilerError
     from reconciler.render.style import use_color
 
-    if not EXAMPLES.is_dir():
+    if not os.path.isdir(EXAMPLES):
         raise ReconcilerError(f"the demo runs from a source checkout: {EXAMPLES} not found "
                               "(clone the repository and run `make demo`)")
     color = use_color(sys.stdout, args.no_color)

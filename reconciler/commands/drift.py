@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from reconciler.commands.options import add_plan_inputs, plan_request
-from reconciler.model import DEFAULT_IGNORE_FILE
+from reconciler.defaults import DEFAULT_IGNORE_FILE
 
 HELP = "report drift: pending changes, out-of-band changes, orphans and unmanaged jobs (exit 2 on drift)"
 FORMATS = ("text", "json", "markdown", "github")  # render.drift.RENDERERS (a test keeps them equal)

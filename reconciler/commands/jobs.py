@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from typing import TYPE_CHECKING, TextIO
 
 from reconciler.commands.options import add_target_options, defaults
-from reconciler.model import DEFAULT_STATE_PATH
+from reconciler.defaults import DEFAULT_STATE_PATH
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from reconciler.render.jobs import JobRow
 
 HELP = "list tuning jobs (managed ones unless --all), optionally watching until they finish"
@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _emit(rows: list[JobRow], args: argparse.Namespace, out: TextIO, parents: int) -> None:
+    import json
+
     from reconciler.render.jobs import render_table, to_document
 
     if args.format == "json":
@@ -54,6 +56,9 @@ def _emit(rows: list[JobRow], args: argparse.Namespace, out: TextIO, parents: in
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+
     from reconciler import operations
     from reconciler.errors import ConfigError
     from reconciler.render.jobs import job_row

@@ -9,11 +9,12 @@ import math
 import os
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from reconciler.model import DEFAULT_STATE_PATH, Defaults
+from reconciler.defaults import DEFAULT_STATE_PATH
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from reconciler.model import Defaults
     from reconciler.operations import Connection, PlanRequest, StateRef
 
 DEFAULT_PARALLELISM = 8
@@ -86,6 +87,8 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
 
 
 def defaults(args: argparse.Namespace) -> Defaults:
+    from reconciler.model import Defaults
+
     return Defaults.resolve(args.project, args.location, os.environ)
 
 

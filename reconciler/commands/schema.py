@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 HELP = "generate the JSON Schemas from the pinned discovery snapshot, or refresh the snapshot"
 
@@ -17,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "snapshot.")
     gen.add_argument("--check", action="store_true",
                      help="write nothing; exit 1 if the files on disk differ from the output")
-    gen.add_argument("--out", type=Path, default=None, metavar="DIR",
+    gen.add_argument("--out", default=None, metavar="DIR",
                      help="directory to write to (default: the project's schemas/)")
     refresh = sub.add_parser(
         "refresh-discovery",
@@ -31,10 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from reconciler.apischema import discovery
     from reconciler.apischema import generate as schema_gen
 
-    out_dir = args.out or discovery.schemas_dir()
+    out_dir = Path(args.out) if args.out else discovery.schemas_dir()
     snapshot = discovery.load_snapshot()
     if args.check:
         stale = schema_gen.stale_files(out_dir, snapshot)

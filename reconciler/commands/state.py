@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import TYPE_CHECKING, Any
 
 from reconciler.commands.options import add_state_option, state_ref
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from reconciler.state.model import StateEntry
 
 HELP = "inspect the state file, stop tracking keys or move one (state list | show KEY | rm KEY... | mv FROM TO)"
@@ -148,4 +149,6 @@ def _mv(args: argparse.Namespace) -> int:
 
 
 def _print_json(data: dict[str, Any]) -> None:
+    import json
+
     print(json.dumps(data, indent=2, sort_keys=True))

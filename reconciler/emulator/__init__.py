@@ -1,11 +1,11 @@
 """A local emulator of the Vertex AI `projects.locations.tuningJobs` REST API (v1).
 
-Layout: `models` (backend: jobs, operations, clock-driven state machine, filters, paging),
-`jobs` (stored records and how they render), `schema` (request decoding from the pinned
-discovery snapshot), `filters` (AIP-160 subset), `urls` (routing table), `responses`
-(query/body parsing, JSON out), `exceptions` (wire errors), `faults` (seeded faults and
-counters), `store` (`--data` persistence), `server` (ASGI app, uvicorn runner), `admin`
-(client for `/__emulator/*`). In-process use::
+Layout (moto's roles): `urls` (routing table) -> `responses` (query/body parsing, JSON out)
+-> `backend` (jobs, operations, clock-driven state machine, filters, paging; raises domain
+errors) -> `exceptions` (one class per wire error); besides them `jobs` (stored records and
+how they render), `schema` (request decoding from the pinned discovery snapshot), `filters`
+(AIP-160 subset), `faults` (seeded faults and counters), `store` (`--data` persistence),
+`server` (ASGI app, uvicorn runner), `admin` (client for `/__emulator/*`). In-process use::
 
     from reconciler.emulator.server import EmulatorConfig, start_emulator
     with start_emulator(EmulatorConfig(virtual_clock=True)) as emu:

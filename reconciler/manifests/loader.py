@@ -15,19 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
+from reconciler.defaults import DEFAULT_MANIFEST_PATH, LOCATION_ENV, PROJECT_ENV
 from reconciler.errors import ManifestError
 from reconciler.manifests.problems import Problem
 from reconciler.manifests.validation import check_document, is_manifest, validator
 from reconciler.manifests.yaml_reader import ABORTED, Document, iter_documents
-from reconciler.model import (
-    DEFAULT_MANIFEST_PATH,
-    LOCATION_ENV,
-    PROJECT_ENV,
-    Defaults,
-    DesiredJob,
-    Lifecycle,
-    SourcePos,
-)
+from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
 
 SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 10 * 1024 * 1024

@@ -18,9 +18,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.defaults import DEFAULT_STATE_PATH
 from reconciler.errors import StateError
 from reconciler.files import PRIVATE_MODE, fsync_dir, write_all
-from reconciler.model import DEFAULT_STATE_PATH
 from reconciler.text import format_duration
 
 

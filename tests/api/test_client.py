@@ -312,6 +312,7 @@ def test_unknown_operation_is_not_found(client: TuningClient, admin: EmulatorAdm
     assert client.get_operation(op)["name"] == op  # the real one is untouched
 
 
+@pytest.mark.slow
 def test_wait_operation_once_stays_within_the_http_timeout(emulator: RunningEmulator,
                                                            admin: EmulatorAdmin) -> None:
     # The server holds :wait for the timeout asked; asking no more than our read allows means an
@@ -425,6 +426,7 @@ def test_429_and_503_storm_is_survived(emulator_factory: Callable[..., RunningEm
     assert sent["list"] > 7 and sent["get"] > 20
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured(emulator_factory: Callable[..., RunningEmulator]) -> None:
     # With seed 0 the first fault drawn is a 429 (checked below), sent with Retry-After: 1.
     emulator = emulator_factory(virtual_clock=True, error_rate=1.0, retry_after=1, seed=0)

@@ -42,6 +42,7 @@ def env(emulator_factory, monkeypatch):
     return emulator
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_apply_starts_nothing_more_and_the_next_apply_completes(env, tmp_path, capsys):
     keys = [f"job-{i:02d}" for i in range(40)]
     manifests = _manifests(tmp_path / "m", keys)
@@ -87,6 +88,7 @@ def test_ctrl_c_during_apply_starts_nothing_more_and_the_next_apply_completes(en
     assert sorted(job["labels"][KEY_LABEL] for job in _jobs(env)) == keys
 
 
+@pytest.mark.slow
 def test_ctrl_c_waits_for_slow_requests_under_way_and_records_them(emulator_factory, monkeypatch, tmp_path, capsys):
     emulator = emulator_factory(virtual_clock=True, latency_ms=1500)  # every request takes 1.5 s
     monkeypatch.setenv("RECONCILER_ENDPOINT", emulator.url)

@@ -35,6 +35,7 @@ def section(readme: Path, name: str) -> str:
     return text[text.index(start) + len(start):text.index(end)]
 
 
+@pytest.mark.slow
 def test_refresh_plan_bench(readme: Path) -> None:
     f = run_quick("refresh_plan_bench.py", readme)
     assert f["correct"] and f["jobs"] == 300 and f["plan_exit"] == 0
@@ -49,6 +50,7 @@ def test_refresh_plan_bench(readme: Path) -> None:
     assert "300 managed jobs" in written and f"{f['plan_seconds']:.2f} s" in written
 
 
+@pytest.mark.slow
 def test_scaling_bench(readme: Path) -> None:
     f = run_quick("scaling_bench.py", readme)
     assert [r["jobs"] for r in f["rows"]] == [50, 200, 800]
@@ -57,6 +59,7 @@ def test_scaling_bench(readme: Path) -> None:
     assert "| 800 |" in section(readme, "scaling")
 
 
+@pytest.mark.slow
 def test_apply_bench(readme: Path) -> None:
     f = run_quick("apply_bench.py", readme)
     assert f["correct"]
@@ -73,6 +76,7 @@ def test_apply_bench(readme: Path) -> None:
     assert "| 240 | 16 |" in section(readme, "apply")
 
 
+@pytest.mark.slow
 def test_emulator_bench(readme: Path) -> None:
     f = run_quick("emulator_bench.py", readme)
     assert f["correct"]

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_validate_bench_quick() -> None:
     proc = subprocess.run([sys.executable, "bench/validate_bench.py", "--quick", "--json"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from reconciler.api.client import ClientOptions, TuningClient
 from reconciler.emulator.clock import parse_rfc3339
 
@@ -72,6 +74,7 @@ def create_times(url: str, token: str, keys: set[str]) -> list[float]:
                   if j["labels"].get("reconciler-key") in keys)
 
 
+@pytest.mark.slow
 def test_max_creates_per_minute_spaces_the_creates(ws, emulator_factory, monkeypatch):
     real = emulator_factory(job_duration=60)  # createTime from a real clock
     monkeypatch.setenv("RECONCILER_ENDPOINT", real.url)
@@ -139,6 +142,7 @@ def plan_on_terminal(ws, *extra: str, env: dict[str, str] | None = None) -> str:
     return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
+@pytest.mark.slow
 def test_plan_is_coloured_only_on_a_terminal(ws):
     ws.job("alpha")
     coloured = plan_on_terminal(ws)

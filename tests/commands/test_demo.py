@@ -6,9 +6,12 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from reconciler.cli import main
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_loop_and_keeps_its_files(capsys):
     assert main(["demo", "--no-color", "--job-duration", "1"]) == 0
     out = capsys.readouterr().out
@@ -29,6 +32,7 @@ def test_demo_runs_the_whole_loop_and_keeps_its_files(capsys):
         shutil.rmtree(kept, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_demo_clean_removes_its_working_directory(capsys):
     assert main(["demo", "--no-color", "--job-duration", "1", "--clean"]) == 0
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from reconciler.plan.refresh import LIST_PAGE_SIZE
 from reconciler.render.markdown import GITHUB_COMMENT_LIMIT
@@ -215,6 +216,7 @@ def test_two_runs_on_the_same_world_are_identical(ws):
     assert keys == ["echo", "charlie", "bravo"]
 
 
+@pytest.mark.slow
 def test_markdown_of_5000_drifting_jobs_stays_under_the_comment_limit(ws):
     n = 2_500
     names = ws.admin.seed(PARENT, count=n, labels={**MANAGED, "reconciler-key": "job-{n}"},

@@ -55,6 +55,7 @@ def test_serves_on_an_ephemeral_port_and_stops_cleanly_on_sigterm() -> None:
         assert "Traceback" not in process.stderr.read()
 
 
+@pytest.mark.slow
 def test_data_file_survives_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "jobs.json"
     headers = {"Authorization": "Bearer emulator-token"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from reconciler.state.model import StateEntry
 from reconciler.state.store import StateStore
 
@@ -113,6 +115,7 @@ def wait_for_state(ws, key: str, state: str, timeout: float = 10.0) -> None:
     raise AssertionError(f"{key} did not reach {state}")
 
 
+@pytest.mark.slow
 def test_rebase_onto_newer_base_model(ws, emulator_factory, monkeypatch):
     # The rebase operation finishes when the new job runs: this test needs a clock that moves.
     ws.emulator = emulator_factory(job_duration=0.4)

@@ -365,6 +365,7 @@ def test_snapshot_and_restore_keep_jobs_operations_and_schedule() -> None:
     assert copy.create(PARENT, body())["name"] not in {done["name"], pending["name"]}
 
 
+@pytest.mark.slow
 def test_seed_and_list_scale_to_50000_jobs() -> None:
     backend = make()
     started = time.perf_counter()

@@ -157,6 +157,7 @@ def test_rebase_result_with_virtual_clock(client: aiplatform_v1.GenAiTuningServi
     assert client.get_operation(request={"name": operation.operation.name}).done
 
 
+@pytest.mark.slow
 def test_rebase_result_polls_a_real_clock(emulator_factory: Callable[..., RunningEmulator]) -> None:
     emulator = emulator_factory(job_duration=0.2)
     client = client_for(emulator)

@@ -314,6 +314,7 @@ def test_dropped_create_commits_the_job_and_breaks_the_connection(
     assert http.get(JOBS).status_code == 200
 
 
+@pytest.mark.slow
 def test_quota_per_minute_refuses_creates_above_it_with_429(
     emulator: RunningEmulator, http: httpx.Client, admin: EmulatorAdmin
 ) -> None:
@@ -380,6 +381,7 @@ def test_fields_partial_response_over_http(http: httpx.Client, admin: EmulatorAd
     assert bad.status_code == 400 and error_of(bad)["status"] == "INVALID_ARGUMENT"
 
 
+@pytest.mark.slow
 def test_50000_jobs_seed_and_list_over_http(http: httpx.Client, admin: EmulatorAdmin) -> None:
     started = time.perf_counter()
     names = admin.seed(PARENT, 50_000, labels={"managed-by": "tuning-reconciler", "reconciler-key": "k{n}"},

@@ -6,6 +6,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from reconciler.state.lock import read_lock
 
 from .conftest import LOCATION, cli, duplicates, jobs_by_key, spawn, subprocess_env, write_manifests
@@ -26,6 +28,7 @@ def _wait_for_lock(state, proc, timeout: float = 20.0):
     raise AssertionError("the first apply never took the lock")
 
 
+@pytest.mark.slow
 def test_second_apply_fails_at_once_naming_the_holder(emulator_factory, env_for, capsys, tmp_path):
     emulator = emulator_factory(virtual_clock=True, latency_ms=150)
     env_for(emulator)
@@ -46,6 +49,7 @@ def test_second_apply_fails_at_once_naming_the_holder(emulator_factory, env_for,
     assert duplicates(jobs_by_key(emulator)) == 0 and len(emulator.backend.jobs) == len(keys)
 
 
+@pytest.mark.slow
 def test_concurrent_applies_with_lock_timeout_serialize_and_create_once(emulator_factory, tmp_path):
     emulator = emulator_factory(virtual_clock=True, latency_ms=20)
     keys = [f"s-{i}" for i in range(15)]
@@ -61,6 +65,7 @@ def test_concurrent_applies_with_lock_timeout_serialize_and_create_once(emulator
     assert len(emulator.backend.jobs) == 15 and duplicates(jobs_by_key(emulator)) == 0
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_apply_is_reported_and_force_unlocked(emulator_factory, env_for, capsys, tmp_path):
     emulator = emulator_factory(virtual_clock=True, latency_ms=300)
     env_for(emulator)

@@ -129,6 +129,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_a_job(emulator_fact
                    jobs_created=len(emulator.backend.jobs), duplicates=0, keys=TRIALS * KEYS_PER_TRIAL)
 
 
+@pytest.mark.slow
 def test_kill_between_create_and_record_is_adopted_not_recreated(emulator_factory, env_for, capsys, tmp_path):
     """The narrowest window, made certain: the create commits but its answer is lost and the
     process is killed while it looks for the job, so only the request id is in the journal."""
@@ -160,6 +161,7 @@ def test_kill_between_create_and_record_is_adopted_not_recreated(emulator_factor
     assert json.loads(state.read_text())["entries"]["adopt-p/us-central1/only"]["job_name"] == job.name
 
 
+@pytest.mark.slow
 def test_kill_between_replace_create_and_record_is_adopted(emulator_factory, env_for, capsys, tmp_path):
     """As above, inside a replace: the old job is cancelled, the new one commits, the process dies."""
     emulator = emulator_factory(virtual_clock=True)

@@ -50,6 +50,7 @@ def _assert_converged(tmp_path: Path, emulator, keys: list[str]) -> dict:
     return state
 
 
+@pytest.mark.slow
 def test_200_creates_under_30_percent_429_and_503(emulator_factory, env_for, capsys, tmp_path):
     # The shipped pacer: it must learn that slowing down does not make these 429s go away.
     emulator = emulator_factory(virtual_clock=True, error_rate=0.3, retry_after=0, seed=8)
@@ -80,6 +81,7 @@ def test_200_creates_under_30_percent_429_and_503(emulator_factory, env_for, cap
                    requests=stats["total"], seconds=round(elapsed, 1))
 
 
+@pytest.mark.slow
 def test_creates_against_a_submission_quota_slow_down_to_it(emulator_factory, env_for, capsys, tmp_path):
     """The emulator's quota (600 submissions a minute, a bucket of 100) against 200 creates at
     parallelism 16: once the bucket is empty the pacer keeps to the quota, with few 429s."""
@@ -116,6 +118,7 @@ def test_creates_against_a_submission_quota_slow_down_to_it(emulator_factory, en
                    second_half_accepted_per_second=round(accepted, 1))
 
 
+@pytest.mark.slow
 def test_dropped_answers_then_recovery_never_duplicate(emulator_factory, env_for, capsys, tmp_path):
     """Every create commits and then loses its answer (100%); then the faults stop."""
     emulator = emulator_factory(virtual_clock=True, drop_rate=1.0, seed=3)
@@ -139,6 +142,7 @@ def test_dropped_answers_then_recovery_never_duplicate(emulator_factory, env_for
                    jobs_created=len(jobs_by_key(emulator)), duplicates=0)
 
 
+@pytest.mark.slow
 def test_emulator_restart_mid_apply_then_next_apply_converges(tmp_path):
     """The emulator (with --data) is stopped and started again on the same port while an apply
     runs in a subprocess: that apply fails clearly or retries through, the next one converges."""

@@ -74,6 +74,7 @@ def fuzz_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(docs=st.lists(documents, min_size=1, max_size=3))
 def test_fuzzed_manifests_validate_without_traceback(fuzz_dir, capsys, docs):
@@ -82,6 +83,7 @@ def test_fuzzed_manifests_validate_without_traceback(fuzz_dir, capsys, docs):
     _check(cli(capsys, "validate", str(fuzz_dir / "m"), "--format", "github"))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(docs=st.lists(documents, min_size=1, max_size=2))
 def test_fuzzed_manifests_plan_without_traceback(emulator, env_for, fuzz_dir, capsys, docs):

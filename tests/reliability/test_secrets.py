@@ -33,6 +33,7 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_token_appears_in_no_output_log_plan_or_state_file(tmp_path):
     emulator = start_emulator(ServerConfig(token=TOKEN, virtual_clock=True))
     try:

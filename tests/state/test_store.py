@@ -83,7 +83,7 @@ def holder(path: Path) -> Iterator[Holder]:
 def _write_state(path: Path, n: int) -> State:
     store = StateStore(path)
     with store.lock("test"):
-        state = store.load()
+        store.load()
         for i in range(n):
             store.record(_entry(i), _entry(i).address)
         return store.commit()
@@ -426,6 +426,7 @@ def test_journal_already_folded_is_dropped(path: Path) -> None:
     assert path.read_bytes() == before and not store.journal_path.exists()
 
 
+@pytest.mark.slow
 def test_ten_thousand_records_stay_linear(path: Path) -> None:
     """Each record appends one line; nothing grows with the number of entries before it."""
     _write_state(path, 1)
@@ -538,6 +539,7 @@ with store.lock("apply"):
 """
 
 
+@pytest.mark.slow
 def test_kill_mid_commit_never_tears_or_loses(path: Path) -> None:
     """SIGKILL a writer at seeded moments: the file always parses and nothing durable is lost.
 
@@ -612,6 +614,7 @@ def test_second_process_fails_at_once_naming_holder(path: Path, holder: Holder) 
     assert f"reconciler force-unlock {holder.lock_id} --state {path}" in msg
 
 
+@pytest.mark.slow
 def test_lock_timeout_expires_then_succeeds_after_release(path: Path, holder: Holder) -> None:
     t0 = time.monotonic()
     with pytest.raises(StateError, match=r"timed out after 0\.5s waiting for the state lock"):
@@ -626,6 +629,7 @@ def test_lock_timeout_expires_then_succeeds_after_release(path: Path, holder: Ho
     assert 0.3 < waited < 5
 
 
+@pytest.mark.slow
 def test_stale_lock_of_dead_process_and_force_unlock(path: Path) -> None:
     dead = Holder(path, "die")
     dead.proc.wait(timeout=10)
