@@ -27,7 +27,7 @@ from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.filters import JOB_STATES, compile_filter
 from reconciler.emulator.jobs import PROTO_TUNING_JOB_FIELDS, TUNING_JOB_TYPE, Job, Operation, chosen_hyper_parameters
 
-TUNING_JOB = f"{schema.PREFIX}TuningJob"
+TUNING_JOB = schema.TUNING_JOB
 REBASE_REQUEST = f"{schema.PREFIX}RebaseTunedModelRequest"
 
 ACTIVE = frozenset(

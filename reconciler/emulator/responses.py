@@ -175,7 +175,7 @@ def _enum_ints(message: str, body: Any) -> Any:
     if message == "Operation":
         if isinstance(body, dict) and isinstance(body.get("response"), dict):
             inner = body["response"]
-            converted = schema.enums_as_numbers(f"{schema.PREFIX}TuningJob", inner)
+            converted = schema.enums_as_numbers(schema.TUNING_JOB, inner)
             return {**body, "response": converted}
         return body
     if message == "ListOperations":

@@ -19,6 +19,7 @@ from reconciler.apischema.discovery import is_output_only, snapshot_schemas
 from reconciler.emulator.exceptions import bad_payload
 
 PREFIX = "GoogleCloudAiplatformV1"
+TUNING_JOB = f"{PREFIX}TuningJob"
 
 _INT64_FORMATS = frozenset({"int64", "uint64"})
 _INT32_FORMATS = frozenset({"int32", "uint32"})

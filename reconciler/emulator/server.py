@@ -27,7 +27,7 @@ from reconciler.emulator import responses, store, urls
 from reconciler.emulator.backend import Backend
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.faults import Faults, Stats
-from reconciler.emulator.schema import PREFIX
+from reconciler.emulator.schema import PREFIX, TUNING_JOB
 
 __all__ = ["EmulatorConfig", "EmulatorApp", "RunningEmulator", "start_emulator", "build"]
 
@@ -179,7 +179,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 # --- API handlers -------------------------------------------------------------------------
 
-TUNING_JOB = f"{PREFIX}TuningJob"
 
 
 def _json(ctx: Context) -> dict[str, Any]:
