@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.defaults import DEFAULT_MANIFEST_PATH, LOCATION_ENV, PROJECT_ENV
 from reconciler.errors import ManifestError
 from reconciler.manifests.problems import Problem
-from reconciler.manifests.validation import check_document, is_manifest, validator
+from reconciler.manifests.validation import check_document, is_manifest, rest_version, validator
 from reconciler.manifests.yaml_reader import ABORTED, Document, iter_documents
 from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
 
@@ -143,7 +143,7 @@ def _desired(doc: Document, project: str, location: str) -> DesiredJob:
     line, column = doc.start
     return DesiredJob(key=data["metadata"]["name"], project=project, location=location,
                       spec=spec, lifecycle=_lifecycle(data.get("lifecycle")),
-                      source=SourcePos(doc.file, line, column))
+                      source=SourcePos(doc.file, line, column), api_version=rest_version(data))
 
 
 @dataclass

@@ -153,7 +153,7 @@ def test_envelope_errors_stop_further_checks() -> None:
     doc = {"apiVersion": "v2", "spec": {"nonsense": 1}}
     found = validation.check_document(doc, "f", {(): (1, 1), ("apiVersion",): (1, 13)}, {})
     assert [str(p) for p in found] == [
-        "f:1:13: unknown apiVersion `v2`: expected `tuning.reconciler/v1`",
+        "f:1:13: unknown apiVersion `v2`: expected `tuning.reconciler/v1` or `tuning.reconciler/v1beta1`",
         "f:1:1: missing `kind` (expected `kind: TuningJob`)"]
 
 
