@@ -122,8 +122,9 @@ def test_ctrl_c_waits_for_slow_requests_under_way_and_records_them(emulator_fact
 def _change(key: str, location: str, project: str = PROJECT):
     from reconciler.plan.model import Action, Change, Reason
 
+    spec = {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": f"gs://b/{key}.jsonl"}}
     return Change(address=f"{project}/{location}/{key}", key=key, project=project, location=location,
-                  action=Action.CREATE, reason=Reason.NEW_KEY, detail="")
+                  action=Action.CREATE, reason=Reason.NEW_KEY, detail="", after=spec)
 
 
 def test_regions_take_turns_in_the_work_queue():
@@ -152,7 +153,8 @@ def test_each_project_and_location_has_its_own_pacer(emulator, tmp_path):
 
     with store.lock("test"), TuningClient(ClientOptions(endpoint=emulator.url, access_token=emulator.token)) as client:
         executor = Executor(client, store, store.load(), Quiet(), ApplyOptions(parallelism=3))
-        assert all(o.ok for o in executor.run(plan))
+        outcomes = executor.run(plan)
+        assert all(o.ok for o in outcomes), [o.message for o in outcomes]
         store.commit()
     assert set(executor._pacers) == {(project, location) for location, project in regions}
     assert len(_jobs(emulator)) == 3 and isinstance(store.load(), State)
