@@ -96,6 +96,8 @@ class Executor:
         self._stopping = threading.Event()  # Ctrl-C: start nothing more
         self._closed = False  # ... and, after the grace period, record nothing more
         self._running = _Running()
+        self._recording = 0  # records being written now
+        self._recorded = threading.Condition(self._lock)
         self._local = threading.local()  # .pacer, .epoch: this thread's submission's pacer and epoch
         if hasattr(client, "on_throttle"):
             client.on_throttle(self._throttled)
@@ -132,10 +134,18 @@ class Executor:
         return StateEntry(key=change.key, project=change.project, location=change.location)
 
     def _record(self, entry: StateEntry | None, address: str) -> None:
+        # Outside the lock: the store shares one fsync among concurrent records (group commit).
         with self._lock:
             if self._closed:
                 raise ApplyInterrupted()
+            self._recording += 1
+        try:
             self.store.record(entry, address)
+        finally:
+            with self._lock:
+                self._recording -= 1
+                self._recorded.notify_all()
+        with self._lock:
             if entry is None:
                 self.entries.pop(address, None)
             else:
@@ -321,8 +331,9 @@ class Executor:
                                    "under way to be recorded (Ctrl-C again to stop at once)...")
                 self._running.wait_idle(max(0.0, deadline - time.monotonic()))
         finally:
-            with self._lock:  # waits for a record being written
+            with self._lock:  # nothing more is recorded once the records being written are
                 self._closed = True
+                self._recorded.wait_for(lambda: self._recording == 0)
 
 
 def _by_turns(changes: list[Change]) -> list[int]:
