@@ -9,7 +9,6 @@ import json
 import os
 from pathlib import Path
 
-
 from reconciler import __version__
 from reconciler.errors import PlanError
 from reconciler.files import atomic_write
