@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h  # noqa: E402
 
-SCRIPTS = ["refresh_plan_bench.py", "scaling_bench.py", "apply_bench.py", "emulator_bench.py"]
+SCRIPTS = ["startup_bench.py", "refresh_plan_bench.py", "scaling_bench.py", "apply_bench.py", "emulator_bench.py"]
 
 
 def validate_section(figures: dict) -> str:
@@ -28,8 +28,10 @@ def validate_section(figures: dict) -> str:
         f"{figures['documents']:,} manifest documents in {figures['files']} files ({h.machine_line()}).",
         "",
         h.table([
-            ["`reconciler validate` (CLI, end to end)", f"{figures['validate_cli_seconds']:.2f} s",
-             f"< {figures['goal_seconds']:g} s: {h.verdict(figures['validate_cli_seconds'] < figures['goal_seconds'])}"],
+            ["`reconciler validate` (CLI, end to end), nothing cached", f"{figures['validate_cli_seconds']:.2f} s",
+             f"<= {figures['goal_seconds']:g} s: {h.verdict(figures['validate_cli_seconds'] <= figures['goal_seconds'])}"],
+            ["the same again, every file unchanged (manifest cache)", f"{figures['validate_cli_cached_seconds']:.2f} s",
+             ""],
             ["in-process check (no start-up)", f"{figures['validate_in_process_seconds']:.2f} s", ""],
             ["naive: `safe_load_all` + `jsonschema.validate` per document",
              f"{figures['naive_seconds_total']:.1f} s"

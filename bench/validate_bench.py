@@ -1,7 +1,8 @@
 """Benchmark `reconciler validate` against the naive way, side by side in one run.
 
 Generates job documents spread over files in a temporary directory, then times:
-- `reconciler validate DIR` end to end, as a subprocess (interpreter start-up included);
+- `reconciler validate DIR` end to end, as a subprocess (interpreter start-up included),
+  first with nothing cached, then again with every file unchanged (from the manifest cache);
 - the same check in-process (`reconciler.manifests.loader.check`), without start-up;
 - the naive way: `yaml.safe_load_all` per file and `jsonschema.validate(doc, schema)` per
   document, which checks the schema and builds a new validator on every call.
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GOAL_SECONDS = 3.0
+GOAL_SECONDS = 1.2  # 10,000 documents, nothing cached
 GOAL_SPEEDUP = 5.0
 
 DOCUMENT = """\
@@ -70,10 +71,11 @@ def generate(directory: Path, documents: int, files: int) -> None:
         (directory / f"jobs-{f:03d}.yaml").write_text("---\n".join(chunk), encoding="utf-8")
 
 
-def time_cli(directory: Path) -> tuple[float, int, str]:
+def time_cli(directory: Path, cache: Path) -> tuple[float, int, str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "reconciler", "validate", str(directory)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT, env=env)
     elapsed = time.perf_counter() - start
     return elapsed, proc.returncode, (proc.stdout.strip().splitlines() or [""])[-1]
 
@@ -118,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         args.documents, args.files, args.naive_docs = 200, 4, 10
 
     with tempfile.TemporaryDirectory(prefix="validate-bench-") as tmp:
-        directory = Path(tmp)
+        directory, cache = Path(tmp) / "manifests", Path(tmp) / "cache"
+        directory.mkdir()
         generate(directory, args.documents, args.files)
-        cli_s, cli_rc, cli_summary = time_cli(directory)
+        cli_s, cli_rc, cli_summary = time_cli(directory, cache)  # nothing cached yet
+        cached_s, cached_rc, _ = time_cli(directory, cache)
         inproc_s, documents, problems = time_in_process(directory)
         naive_s, naive_docs = time_naive(directory, args.naive_docs)
     naive_total = naive_s / naive_docs * documents
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate_cli_seconds": round(cli_s, 3),
         "validate_cli_exit": cli_rc,
         "validate_cli_summary": cli_summary,
+        "validate_cli_cached_seconds": round(cached_s, 3),
         "validate_in_process_seconds": round(inproc_s, 3),
         "problems": problems,
         "naive_documents_timed": naive_docs,
@@ -150,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{documents:,} documents in {args.files} files, {os.cpu_count()} CPUs")
         print(f"  reconciler validate (CLI, end to end): {cli_s:8.2f} s  exit {cli_rc}: "
               f"{cli_summary}")
+        print(f"  ... again, every file unchanged:      {cached_s:8.2f} s  (from the manifest cache)")
         print(f"  reconciler validate (in-process):      {inproc_s:8.2f} s")
         print(f"  naive safe_load + jsonschema.validate: {naive_total:8.1f} s  ({how}; "
               f"{naive_s / naive_docs * 1000:.1f} ms per document)")
         print(f"  speed-up vs naive: {figures['speedup_vs_naive']}x (goal >= {GOAL_SPEEDUP:g}x); "
-              f"goal < {GOAL_SECONDS:g} s for 10,000 documents")
-    ok = cli_rc == 0 and problems == 0
+              f"goal <= {GOAL_SECONDS:g} s for 10,000 documents with nothing cached")
+    ok = cli_rc == 0 and cached_rc == 0 and problems == 0
     return 0 if ok else 1
 
 

@@ -53,6 +53,7 @@ class PlanRequest:
     state: StateRef = field(default_factory=StateRef)
     connection: Connection = field(default_factory=Connection)
     targets: tuple[str, ...] | None = None  # --target: keys or project/location/key
+    use_cache: bool = True  # unchanged manifest files come from the cache (--no-cache: never)
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,10 @@ def gc_paused() -> Iterator[None]:
 
 
 def load_desired(request: PlanRequest) -> list[DesiredJob]:
+    from reconciler.manifests.cache import ManifestCache
     from reconciler.manifests.loader import load_desired as load
 
-    return load(list(request.paths) or None, request.defaults)
+    return load(list(request.paths) or None, request.defaults, ManifestCache() if request.use_cache else None)
 
 
 def _check_targets(targets: tuple[str, ...], desired: list[DesiredJob], state: State) -> None:

@@ -42,3 +42,10 @@ def admin(emulator: RunningEmulator) -> Iterator[EmulatorAdmin]:
     """The admin API of `emulator`: seed, advance, set_state, faults, stats, reset."""
     with EmulatorAdmin(emulator.url, emulator.token) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own $XDG_CACHE_HOME: the manifest cache never outlives it or leaks
+    into the user's home."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -4,7 +4,8 @@ Every step is made durable at once through the state store's journal: the reques
 create is recorded *before* the call, so a crash between the call and the result is healed by
 adoption on the next plan (the job carries that request label). Changes run in parallel; one
 failure does not stop the others. Submissions (and their retries after 429) wait for the
-pacer (`apply/pacer.py`).
+pacer (`apply/pacer.py`) of their project and location, as Vertex AI's quota is counted;
+regions take turns in the work queue, so one region's quota never holds up another's.
 
 Ctrl-C stops promptly: no change that has not started is started, nobody waiting for the
 pacer submits, requests under way get INTERRUPT_GRACE seconds to finish and be recorded, and
@@ -89,12 +90,15 @@ class Executor:
         # Our own view of the entries, kept in step with what we record (no whole-state copies).
         self.entries: dict[str, StateEntry] = dict(state.entries)
         self.labels: dict[str, str] = {}
-        self.pacer = Pacer(options.max_creates_per_minute)
+        # Vertex AI's submission quota is per project and region: so is each pacer.
+        self._pacers: dict[tuple[str, str], Pacer] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()  # Ctrl-C: start nothing more
         self._closed = False  # ... and, after the grace period, record nothing more
         self._running = _Running()
-        self._local = threading.local()  # .epoch: the pacer epoch of this thread's submission
+        self._recording = 0  # records being written now
+        self._recorded = threading.Condition(self._lock)
+        self._local = threading.local()  # .pacer, .epoch: this thread's submission's pacer and epoch
         if hasattr(client, "on_throttle"):
             client.on_throttle(self._throttled)
 
@@ -105,11 +109,21 @@ class Executor:
         epoch = getattr(self._local, "epoch", None)
         if epoch is None:
             return
-        self.pacer.on_throttle(epoch)
-        epoch = self.pacer.acquire(retry=True)
+        pacer = self._local.pacer
+        pacer.on_throttle(epoch)
+        epoch = pacer.acquire(retry=True)
         if epoch is None:
             raise ApplyInterrupted()  # a 429 created nothing: simply do not retry
         self._local.epoch = epoch
+
+    def _pacer(self, change: Change) -> Pacer:
+        with self._lock:
+            pacer = self._pacers.get((change.project, change.location))
+            if pacer is None:
+                pacer = self._pacers[(change.project, change.location)] = Pacer(self.options.max_creates_per_minute)
+                if self._stopping.is_set():
+                    pacer.stop()
+            return pacer
 
     # -- state helpers ---------------------------------------------------------------------
     def _entry(self, change: Change) -> StateEntry:
@@ -120,10 +134,18 @@ class Executor:
         return StateEntry(key=change.key, project=change.project, location=change.location)
 
     def _record(self, entry: StateEntry | None, address: str) -> None:
+        # Outside the lock: the store shares one fsync among concurrent records (group commit).
         with self._lock:
             if self._closed:
                 raise ApplyInterrupted()
+            self._recording += 1
+        try:
             self.store.record(entry, address)
+        finally:
+            with self._lock:
+                self._recording -= 1
+                self._recorded.notify_all()
+        with self._lock:
             if entry is None:
                 self.entries.pop(address, None)
             else:
@@ -143,7 +165,8 @@ class Executor:
     def _submit(self, change: Change, send: Callable[[str], dict], finish: Callable[[dict], LiveJob],
                 before: Callable[[], None] | None = None) -> LiveJob:
         """Wait for the pacer, record the request id, then submit a billed job."""
-        epoch = self.pacer.acquire()
+        pacer = self._pacer(change)
+        epoch = pacer.acquire()
         if epoch is None:
             raise ApplyInterrupted()
         if before is not None:
@@ -151,12 +174,12 @@ class Executor:
         entry = self._entry(change)
         request_id = new_request_id()
         self._record(replace(entry, request_id=request_id), change.address)
-        self._local.epoch = epoch
+        self._local.pacer, self._local.epoch = pacer, epoch
         try:
             answer = send(request_id)
         finally:
             epoch, self._local.epoch = self._local.epoch, None
-        self.pacer.on_success(epoch)
+        pacer.on_success(epoch)
         job = finish(answer)
         self._record_job(change, entry, job, request_id)
         return job
@@ -259,14 +282,16 @@ class Executor:
         outcomes: list[Outcome | None] = [None] * len(changes)
         errors: list[BaseException] = []
         taken = itertools.count()
+        order = _by_turns(changes)
 
         def work() -> None:
             try:
                 while not self._stopping.is_set():
                     with self._lock:
-                        i = next(taken)
-                    if i >= len(changes):
+                        n = next(taken)
+                    if n >= len(order):
                         return
+                    i = order[n]
                     try:
                         outcomes[i] = self.run_one(changes[i])
                     except BaseException as exc:  # a bug: raised in the main thread below
@@ -297,8 +322,11 @@ class Executor:
     def interrupt(self, grace: float = INTERRUPT_GRACE) -> None:
         """Stop: start no further change, let nobody waiting for the pacer submit, give the
         requests under way `grace` seconds, then refuse all further records."""
-        self._stopping.set()
-        self.pacer.stop()
+        with self._lock:
+            self._stopping.set()
+            pacers = list(self._pacers.values())
+        for pacer in pacers:
+            pacer.stop()
         try:
             deadline = time.monotonic() + grace
             # Most requests end within half a second: say nothing about those.
@@ -309,8 +337,18 @@ class Executor:
                                    "under way to be recorded (Ctrl-C again to stop at once)...")
                 self._running.wait_idle(max(0.0, deadline - time.monotonic()))
         finally:
-            with self._lock:  # waits for a record being written
+            with self._lock:  # nothing more is recorded once the records being written are
                 self._closed = True
+                self._recorded.wait_for(lambda: self._recording == 0)
+
+
+def _by_turns(changes: list[Change]) -> list[int]:
+    """The order to start changes in: regions take turns (each has its own pacer), so workers
+    waiting for one region's quota never hold up another's; within a region, plan order."""
+    regions: dict[tuple[str, str], list[int]] = {}
+    for i, change in enumerate(changes):
+        regions.setdefault((change.project, change.location), []).append(i)
+    return [i for turn in itertools.zip_longest(*regions.values()) for i in turn if i is not None]
 
 
 def _stored(api_version: str) -> str | None:

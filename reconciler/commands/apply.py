@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="apply this saved plan (same as a .plan/.json positional argument)")
     parser.add_argument("--auto-approve", action="store_true", help="skip the interactive approval")
     parser.add_argument("--max-creates-per-minute", type=positive_float, metavar="N",
-                        help="cap job submissions (creates, replaces, rebases) per minute")
+                        help="cap job submissions (creates, replaces, rebases) per minute, per project and "
+                             "location (as Vertex AI's quota)")
     parser.add_argument("--wait", action="store_true", help="follow submitted jobs until they finish")
     parser.add_argument("--poll-interval", type=positive_float, default=10.0, metavar="SECONDS",
                         help="seconds between polls with --wait (default: %(default)s)")

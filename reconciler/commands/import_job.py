@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from reconciler.commands.options import add_state_option, add_target_options, plan_request
+from reconciler.commands.options import add_cache_option, add_state_option, add_target_options, plan_request
 
 HELP = "adopt an existing tuning job into state for a key the manifests declare"
 
@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (default: manifests/)")
     add_target_options(parser)
     add_state_option(parser)
+    add_cache_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -72,9 +72,16 @@ def add_paths(parser: argparse.ArgumentParser) -> None:
                              "(default: manifests/)")
 
 
+def add_cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-cache", dest="use_cache", action="store_false",
+                        help="read and check every manifest file again (the cache of unchanged files "
+                             "lives in $XDG_CACHE_HOME/tuning-reconciler/)")
+
+
 def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     """What plan, apply and drift read: manifests, state, the API, and which keys."""
     add_paths(parser)
+    add_cache_option(parser)
     add_target_options(parser)
     add_state_option(parser)
     parser.add_argument("--target", action="append", metavar="KEY", help="limit to this key (repeatable)")
@@ -110,4 +117,5 @@ def plan_request(args: argparse.Namespace, paths: list[str] | None = None) -> Pl
 
     return PlanRequest(paths=tuple(args.paths if paths is None else paths), defaults=defaults(args),
                        state=state_ref(args), connection=connection(args),
-                       targets=tuple(args.target) if getattr(args, "target", None) else None)
+                       targets=tuple(args.target) if getattr(args, "target", None) else None,
+                       use_cache=getattr(args, "use_cache", True))

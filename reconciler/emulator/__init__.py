@@ -51,8 +51,9 @@ Behaviour worth knowing (choices where the real service is undocumented are mark
   between 429 RESOURCE_EXHAUSTED (with `Retry-After`) and 503 UNAVAILABLE, and `drop_rate`
   for create and rebaseTunedModel: the change is committed, then the connection is closed
   after the response headers, so the client sees a transport error, never a 500. With
-  `quota_per_minute` (admin API only), creates and rebases above that rate (a token bucket
-  of 10 s of it) are answered 429, as Vertex AI's submission quota (counted as `quota`).
+  `quota_per_minute` (admin API only), creates and rebases above that rate per project and
+  location (a token bucket of 10 s of it each) are answered 429, as Vertex AI's submission
+  quota (counted as `quota`).
 - Responses are compact JSON unless `prettyPrint=true`*; `$alt=json;enum-encoding=int`
   turns enums into numbers as Google's front end does (proto numbers, pinned beside the
   snapshots); requests may spell enums either way and keys in camelCase or snake_case.

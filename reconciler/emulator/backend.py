@@ -56,6 +56,7 @@ DEFAULT_SEED_SPEC: dict[str, Any] = {
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _PARENT = re.compile(r"^projects/([^/]+)/locations/([^/]+)$")
+_REGION = re.compile(r"^projects/([^/]+)/locations/([^/]+)(?:/|$)")
 _JOB_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/tuningJobs/([^/]+)$")
 _OP_NAME = re.compile(r"^(projects/[^/]+/locations/[^/]+/tuningJobs/[^/]+)/operations/([^/]+)$")
 _CONTEXT_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/metadataStores/([^/]+)/contexts/([^/]+)$")
@@ -109,6 +110,11 @@ class Backend:
             return mapped
         digest = int(hashlib.sha256(project.encode()).hexdigest(), 16)
         return str(100_000_000_000 + digest % 900_000_000_000)  # stable, 12 digits
+
+    def region_of(self, name: str) -> tuple[str, str] | None:
+        """(project number, location) of a resource name or parent; None if it has none."""
+        match = _REGION.match(name)
+        return (self.project_number(match.group(1)), match.group(2)) if match else None
 
     def _parent_key(self, parent: str) -> tuple[str, str]:
         match = _PARENT.match(parent)

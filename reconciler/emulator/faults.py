@@ -20,8 +20,9 @@ class FaultSettings:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     retry_after: int = 1
-    # Job submissions (create, rebase) accepted per minute, as Vertex AI's quota: a token bucket
-    # holding QUOTA_BURST_SECONDS of it; above it the answer is 429. 0: no quota.
+    # Job submissions (create, rebase) accepted per minute per project and location, as Vertex
+    # AI's quota: a token bucket each, holding QUOTA_BURST_SECONDS of it; above it the answer is
+    # 429. 0: no quota.
     quota_per_minute: float = 0.0
 
     @classmethod
@@ -80,27 +81,28 @@ class Faults:
             return self.settings
 
     def _fill_quota(self) -> None:
-        self._tokens = self.settings.quota_per_minute / 60.0 * QUOTA_BURST_SECONDS
-        self._refilled = time.monotonic()
+        # One bucket per project and location, as Vertex AI counts its quota; each starts full.
+        self._buckets: dict[tuple[str, str] | None, tuple[float, float]] = {}
 
-    def _over_quota(self) -> bool:
+    def _over_quota(self, region: tuple[str, str] | None) -> bool:
         per_second = self.settings.quota_per_minute / 60.0
+        full = max(per_second * QUOTA_BURST_SECONDS, 1.0)
         now = time.monotonic()
-        self._tokens = min(max(per_second * QUOTA_BURST_SECONDS, 1.0),
-                           self._tokens + (now - self._refilled) * per_second)
-        self._refilled = now
-        if self._tokens < 1.0:
-            return True
-        self._tokens -= 1.0
-        return False
+        tokens, refilled = self._buckets.get(region, (full, now))
+        tokens = min(full, tokens + (now - refilled) * per_second)
+        over = tokens < 1.0
+        self._buckets[region] = (tokens if over else tokens - 1.0, now)
+        return over
 
-    def decide(self, method: str) -> Decision:
+    def decide(self, method: str, region: tuple[str, str] | None = None) -> Decision:
+        """The faults of one request; `region` (project number, location) picks the quota bucket."""
         with self._lock:
             s = self.settings
             error = None
             if s.error_rate > 0 and self._rng.random() < s.error_rate:
                 error = 429 if self._rng.random() < 0.5 else 503
-            quota = error is None and method in DROPPABLE and s.quota_per_minute > 0 and self._over_quota()
+            quota = (error is None and method in DROPPABLE and s.quota_per_minute > 0
+                     and self._over_quota(region))
             if quota:
                 error = 429
             drop = error is None and method in DROPPABLE and s.drop_rate > 0 and self._rng.random() < s.drop_rate

@@ -120,7 +120,7 @@ class EmulatorApp:
                 raise err.NotFound(f"The requested URL {request.url.path} was not found on this server.")
             self._authenticate(request)
             if not match.route.admin:
-                decision = self.faults.decide(match.route.api_method)
+                decision = self.faults.decide(match.route.api_method, self.backend.region_of(match.name))
                 if decision.latency_s > 0:
                     await asyncio.sleep(decision.latency_s)
                 if decision.error == 429:

@@ -18,7 +18,11 @@ from typing import Any
 from reconciler.defaults import DEFAULT_MANIFEST_PATH, LOCATION_ENV, PROJECT_ENV
 from reconciler.errors import ManifestError
 from reconciler.manifests.problems import Problem
-from reconciler.manifests.validation import check_document, is_manifest, rest_version, validator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from reconciler.manifests.cache import ManifestCache
+from reconciler.manifests.validation import check_document, fast_validator, is_manifest, rest_version
 from reconciler.manifests.yaml_reader import ABORTED, Document, iter_documents
 from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
 
@@ -223,14 +227,38 @@ def _auto_workers(files: Sequence[str]) -> int:
     return min(cpus, len(files), MAX_WORKERS) if total >= PARALLEL_MIN_BYTES else 1
 
 
-def _check_files(files: Sequence[str], defaults: Defaults, workers: int | None) -> list[FileCheck]:
-    """Each file on its own; in forked worker processes when that pays (results in order)."""
+def _check_files(files: Sequence[str], defaults: Defaults, workers: int | None,
+                 cache: ManifestCache | None = None) -> list[FileCheck]:
+    """Each file on its own, in order: from the cache when the file is unchanged, else parsed,
+    in forked worker processes when that pays."""
+    results: list[FileCheck | None] = [None] * len(files)
+    texts: dict[int, str] = {}
+    if cache is not None:
+        for i, path in enumerate(files):
+            text, problem = read_text(path)
+            if text is None:
+                continue  # checked below, which reports why it cannot be read
+            found = cache.get(path, text, defaults)
+            if found is None:
+                texts[i] = text
+            else:
+                results[i] = FileCheck(*found)
+    todo = [i for i, r in enumerate(results) if r is None]
+    for i, result in zip(todo, _parse_files([files[i] for i in todo], defaults, workers)):
+        results[i] = result
+        if cache is not None and i in texts:
+            cache.put(files[i], texts[i], defaults, result.documents, result.jobs, result.problems)
+    return results  # type: ignore[return-value]
+
+
+def _parse_files(files: Sequence[str], defaults: Defaults, workers: int | None) -> list[FileCheck]:
+    """Read and check each file; in forked worker processes when that pays (results in order)."""
     workers = _auto_workers(files) if workers is None else min(workers, len(files))
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
-        validator()  # build it once here; forked workers inherit it
+        fast_validator()  # build it once here; forked workers inherit it
         try:
             context = multiprocessing.get_context("fork")
             chunk = max(1, len(files) // (workers * 4))
@@ -259,15 +287,19 @@ def _unique_keys(jobs: Iterable[DesiredJob]) -> tuple[list[DesiredJob], list[Pro
     return kept, problems
 
 
-def check(paths: Sequence[str] | None, defaults: Defaults = Defaults(), workers: int | None = None) -> CheckResult:
+def check(paths: Sequence[str] | None, defaults: Defaults = Defaults(), workers: int | None = None,
+          cache: ManifestCache | None = None) -> CheckResult:
     """Find, parse and validate every manifest; collect every problem (never raises for
     bad manifests). `defaults`: project and location for documents that name none (already
     resolved from flags and the environment). `workers`: processes to use (default: decided
-    by input size)."""
+    by input size). `cache`: results of unchanged files (saved at the end)."""
     files, problems = find_files(paths)
     count = 0
     jobs: list[DesiredJob] = []
-    for result in _check_files(files, defaults, workers):
+    results = _check_files(files, defaults, workers, cache)
+    if cache is not None:
+        cache.save()
+    for result in results:
         count += result.documents
         jobs.extend(result.jobs)
         problems.extend(result.problems)
@@ -275,12 +307,13 @@ def check(paths: Sequence[str] | None, defaults: Defaults = Defaults(), workers:
     return CheckResult(files, count, jobs, problems + duplicates)
 
 
-def load_desired(paths: Sequence[str] | None, defaults: Defaults = Defaults()) -> list[DesiredJob]:
+def load_desired(paths: Sequence[str] | None, defaults: Defaults = Defaults(),
+                 cache: ManifestCache | None = None) -> list[DesiredJob]:
     """The desired jobs from the manifests under `paths` (default `manifests/`).
 
     Raises `ManifestError` listing every problem (`file:line:col: message` lines); its
     `.problems` holds them as `Problem`s."""
-    result = check(paths, defaults)
+    result = check(paths, defaults, cache=cache)
     if result.problems:
         raise ManifestError(format_problems(result.problems), result.problems)
     return result.jobs

@@ -117,3 +117,44 @@ def test_ctrl_c_waits_for_slow_requests_under_way_and_records_them(emulator_fact
     with store.lock("test"):
         recorded = {e.job_name for e in store.load().entries.values() if e.job_name}
     assert recorded == {job["name"] for job in jobs}
+
+
+def _change(key: str, location: str, project: str = PROJECT):
+    from reconciler.plan.model import Action, Change, Reason
+
+    spec = {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": f"gs://b/{key}.jsonl"}}
+    return Change(address=f"{project}/{location}/{key}", key=key, project=project, location=location,
+                  action=Action.CREATE, reason=Reason.NEW_KEY, detail="", after=spec)
+
+
+def test_regions_take_turns_in_the_work_queue():
+    from reconciler.apply.executor import _by_turns
+
+    changes = [_change(f"a{i}", "us-central1") for i in range(3)] + [_change("b0", "europe-west4"),
+                                                                     _change("c0", "asia-east1", "other")]
+    assert [changes[i].key for i in _by_turns(changes)] == ["a0", "b0", "c0", "a1", "a2"]
+
+
+def test_each_project_and_location_has_its_own_pacer(emulator, tmp_path):
+    from reconciler.api.client import ClientOptions, TuningClient
+    from reconciler.apply.executor import ApplyOptions, Executor
+    from reconciler.plan.model import Plan
+    from reconciler.state.model import State
+
+    store = StateStore(tmp_path / "state.json")
+    regions = [("us-central1", PROJECT), ("europe-west4", PROJECT), ("us-central1", "other-project")]
+    plan = Plan(changes=[_change(f"k{i}", location, project) for i, (location, project) in enumerate(regions)])
+
+    class Quiet:
+        def start(self, *a): ...
+        def finish(self, *a): ...
+        def line(self, *a): ...
+        def status(self, *a): ...
+
+    with store.lock("test"), TuningClient(ClientOptions(endpoint=emulator.url, access_token=emulator.token)) as client:
+        executor = Executor(client, store, store.load(), Quiet(), ApplyOptions(parallelism=3))
+        outcomes = executor.run(plan)
+        assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+        store.commit()
+    assert set(executor._pacers) == {(project, location) for location, project in regions}
+    assert len(_jobs(emulator)) == 3 and isinstance(store.load(), State)

@@ -85,3 +85,10 @@ def test_emulator_bench(readme: Path) -> None:
         assert r["requests"] > 0 and r["errors"] == 0 and r["server_cpu_ms_per_request"] > 0
     assert f["get_capacity_per_second"] > 0
     assert "requests/s" in section(readme, "emulator")
+
+
+@pytest.mark.slow
+def test_startup_bench(readme: Path) -> None:
+    f = run_quick("startup_bench.py", readme)
+    assert f["runs"] == 5 and 0 < f["python_alone_median_ms"] <= f["help_median_ms"]
+    assert f"{f['help_median_ms']:.0f} ms" in section(readme, "startup")

@@ -333,6 +333,20 @@ def test_quota_per_minute_refuses_creates_above_it_with_429(
         admin.faults(quota_per_minute=-1)
 
 
+def test_the_quota_counts_per_project_and_location(
+    emulator: RunningEmulator, http: httpx.Client, admin: EmulatorAdmin
+) -> None:
+    admin.faults(quota_per_minute=6)  # a bucket of one: the second create in a region is refused
+    number = emulator.backend.project_number("my-project")
+    assert http.post(JOBS, json=BODY).status_code == 200
+    assert http.post(JOBS, json=BODY).status_code == 429
+    # The same project by number shares the bucket; other regions and projects have their own.
+    assert http.post(f"/v1/projects/{number}/locations/us-central1/tuningJobs", json=BODY).status_code == 429
+    assert http.post("/v1/projects/my-project/locations/europe-west4/tuningJobs", json=BODY).status_code == 200
+    assert http.post("/v1/projects/other-project/locations/us-central1/tuningJobs", json=BODY).status_code == 200
+    assert admin.stats()["faults"]["quota"] == 2
+
+
 def test_latency_does_not_block_16_concurrent_requests(emulator: RunningEmulator, admin: EmulatorAdmin) -> None:
     admin.faults(latency_ms=300)
     headers = {"Authorization": f"Bearer {emulator.token}"}

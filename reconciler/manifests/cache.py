@@ -1,0 +1,135 @@
+"""A cache of parsed and validated manifest files, so an unchanged file costs a read and a hash.
+
+An entry is keyed by the file's text, the project/location defaults it was checked with, and a
+fingerprint of everything that decides the result: the tool version, the generated manifest
+schema and the source of the modules that read and check manifests. Any change to one of
+them is a miss. The cache is one JSON file (never pickle: it is read back as data only) in
+`$XDG_CACHE_HOME/tuning-reconciler/` (default `~/.cache`), written atomically with mode 0600;
+one that cannot be read, is corrupt, or comes from another fingerprint is ignored and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+from reconciler.files import atomic_write
+from reconciler.manifests.problems import Problem
+from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+CACHE_ENV = "XDG_CACHE_HOME"
+FILE_NAME = "manifests.json"
+MAX_ENTRIES = 5_000  # files remembered; the least recently checked go first
+# The modules whose code decides what a manifest file yields.
+_SOURCES = ("yaml_reader.py", "validation.py", "loader.py", "problems.py", "cache.py")
+
+
+def default_path() -> Path:
+    base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tuning-reconciler" / FILE_NAME
+
+
+def fingerprint() -> str:
+    """What every entry was computed with; a cache of another fingerprint is not used."""
+    from reconciler.apischema.discovery import schemas_dir
+    from reconciler.apischema.generated import MANIFEST_SCHEMA_FILE
+
+    digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
+    here = Path(__file__).resolve().parent
+    for path in [schemas_dir() / MANIFEST_SCHEMA_FILE, here.parent / "model.py",
+                 *(here / name for name in _SOURCES)]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def entry_key(path: str, text: str, defaults: Defaults) -> str:
+    digest = hashlib.sha256()
+    for part in (path, defaults.project or "", defaults.location or ""):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _job_to_json(job: DesiredJob) -> dict[str, Any]:
+    return asdict(job)
+
+
+def _job_from_json(data: dict[str, Any]) -> DesiredJob:
+    # JSON has no tuples: the lifecycle's tuple fields come back as lists.
+    lifecycle = {k: tuple(v) if isinstance(v, list) else v for k, v in data["lifecycle"].items()}
+    return DesiredJob(**{**data, "lifecycle": Lifecycle(**lifecycle), "source": SourcePos(**data["source"])})
+
+
+class ManifestCache:
+    """Entries by manifest path. `get` and `put` in the checking process; `save` once."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_path()
+        self._fingerprint = fingerprint()
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        self.hits = self.misses = 0
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                data = json.loads(fh.read())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, RecursionError) as exc:
+            log.info("ignoring the manifest cache %s: %s", self.path, exc)
+            return
+        if (isinstance(data, dict) and data.get("format") == FORMAT and data.get("fingerprint") == self._fingerprint
+                and isinstance(data.get("entries"), dict)):
+            self._entries = data["entries"]
+
+    def get(self, path: str, text: str, defaults: Defaults) -> tuple[int, list[DesiredJob], list[Problem]] | None:
+        """(documents, jobs, problems) as checked before, or None."""
+        entry = self._entries.get(path)
+        if not isinstance(entry, dict) or entry.get("key") != entry_key(path, text, defaults):
+            self.misses += 1
+            return None
+        try:
+            found = (int(entry["documents"]), [_job_from_json(j) for j in entry["jobs"]],
+                     [Problem(*p) for p in entry["problems"]])
+        except (KeyError, TypeError, ValueError):  # a damaged entry: check the file again
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries[path] = self._entries.pop(path)  # most recently used last
+        self._dirty = True
+        return found
+
+    def put(self, path: str, text: str, defaults: Defaults, documents: int, jobs: list[DesiredJob],
+            problems: list[Problem]) -> None:
+        self._entries.pop(path, None)
+        self._entries[path] = {"key": entry_key(path, text, defaults), "documents": documents,
+                               "jobs": [_job_to_json(j) for j in jobs],
+                               "problems": [[p.file, p.line, p.column, p.path, p.message] for p in problems]}
+        self._dirty = True
+
+    def save(self) -> None:
+        """Write the cache if anything changed; a cache that cannot be written is skipped."""
+        if not self._dirty:
+            return
+        for path in list(self._entries)[:max(0, len(self._entries) - MAX_ENTRIES)]:
+            del self._entries[path]
+        data = json.dumps({"format": FORMAT, "fingerprint": self._fingerprint, "entries": self._entries},
+                          ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(self.path, data.encode("utf-8", "surrogatepass"))
+        except OSError as exc:
+            log.info("could not write the manifest cache %s: %s", self.path, exc)
+            return
+        self._dirty = False
