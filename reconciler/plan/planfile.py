@@ -79,7 +79,8 @@ def _validator() -> Draft202012Validator:
 
 def desired_from_plan(plan: Plan) -> list[DesiredJob]:
     """The desired jobs a saved plan was made from, to re-plan the same keys for the stale check."""
-    return [DesiredJob(key=c.key, project=c.project, location=c.location, spec=c.after, lifecycle=c.lifecycle)
+    return [DesiredJob(key=c.key, project=c.project, location=c.location, spec=c.after, lifecycle=c.lifecycle,
+                       api_version=c.api_version)
             for c in plan.changes if c.after is not None]
 
 
