@@ -182,6 +182,11 @@ def _lifecycle_schema() -> dict[str, Any]:
                 "retune": "Tune again from scratch on the new base model.",
                 "rebase": "Rebase the SUCCEEDED tuned model onto the new base model.",
             }, "What to do when only `baseModel` changes on a SUCCEEDED job."),
+            "onUpstreamChange": choice(default.on_upstream_change, {
+                "retune": "Tune this job again once a job it references (`${jobs.KEY.OUTPUT}`) "
+                          "was re-tuned and has succeeded.",
+                "keep": "Keep this job as it was built; a re-tuned upstream job does not replace it.",
+            }, "What to do when a job this one references was re-tuned, so that its output changed."),
             "preventCancel": {"type": "boolean", "default": default.prevent_cancel,
                               "description": "Make the plan fail instead of cancelling this job."},
             "ignoreDrift": {"type": "array", "uniqueItems": True,
@@ -239,6 +244,7 @@ def generate(discovery: dict[str, Any]) -> dict[str, dict[str, Any]]:
         gen.ref(name)
     defs = gen.defs
     schema_overlay.apply_api_rules(defs)
+    schema_overlay.accept_references(defs)
     paths: set[str] = set()
     _output_only_paths(defs, TUNING_JOB_SCHEMA, "", (TUNING_JOB_SCHEMA,), paths)
     revision = discovery.get("revision", "unknown")
@@ -267,7 +273,9 @@ def generate(discovery: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "metadata": _metadata_schema(),
             "spec": {"$ref": f"#/$defs/{SPEC_ROOT_DEF}",
                      "description": "The TuningJob body as the API takes it; output-only fields "
-                                    "are rejected."},
+                                    "are rejected. A string field may use another job's output: "
+                                    "`${jobs.KEY.tunedModel.model}` (or `.tunedModel.endpoint`, "
+                                    "`.name`; KEY or project/location/KEY); `$${` is a literal `${`."},
             "lifecycle": _lifecycle_schema(),
         },
         # Self-contained (no cross-file $ref) so every editor and validator resolves it alone.
