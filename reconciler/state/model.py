@@ -36,6 +36,9 @@ class StateEntry:
     prevent_cancel: bool = False
     # The job was made outside the tool and brought in by `import`: it may lack our labels.
     imported: bool = False
+    # Values the job was created with for spec fields that use other jobs' outputs
+    # (`${jobs.KEY.OUTPUT}`): spec path -> the string sent. Empty for jobs without references.
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -80,8 +83,9 @@ def apply_change(state: State, address: str, entry: StateEntry | None) -> None:
 
 def entry_to_dict(entry: StateEntry) -> dict[str, Any]:
     data = asdict(entry)
-    if not entry.imported:
-        del data["imported"]  # written only when set, so older state readers are not tripped
+    for name in ("imported", "inputs"):
+        if not data[name]:
+            del data[name]  # written only when set, so older state readers are not tripped
     return data
 
 
@@ -108,6 +112,12 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
     for i, name in enumerate(history):
         if not isinstance(name, str):
             raise StateError(f"{where}.history[{i}]: expected a string, got {_kind(name)}")
+    inputs = data.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise StateError(f"{where}.inputs: expected an object, got {_kind(inputs)}")
+    for path, value in inputs.items():
+        if not isinstance(value, str):
+            raise StateError(f"{where}.inputs[{json.dumps(path)}]: expected a string, got {_kind(value)}")
     flags = {name: data.get(name, False) for name in ("prevent_cancel", "imported")}
     for name, value in flags.items():
         if not isinstance(value, bool):
@@ -117,6 +127,7 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
         project=data["project"],
         location=data["location"],
         history=list(history),
+        inputs=dict(inputs),
         **flags,
         **{name: data.get(name) for name in _OPTIONAL_STR_FIELDS},
     )
