@@ -89,6 +89,7 @@ class Backend:
         self._ops_by_job: dict[str, list[str]] = {}
         self._parents: dict[tuple[str, str], _ParentIndex] = {}
         self._models: dict[str, Job] = {}  # model id -> job with the latest version
+        self._versions: dict[tuple[str, int], Job] = {}  # (model id, version) -> the job that made it
         self._events: list[tuple[float, int, str, int]] = []  # (due, tie, job name, generation)
         self._tie = 0
         self._seq = 0
@@ -322,9 +323,41 @@ class Backend:
             project, location = self._parent_key(parent)
             spec = self.decode_job(body)
             self.validate_spec(spec)
-            job = self._insert(project, location, spec, self.clock.now())
+            spec, model_id, version = self._continued(project, location, spec)
+            job = self._insert(project, location, spec, self.clock.now(), model_id=model_id, model_version=version)
             self._changed()
             return job.resource()
+
+    def _continued(self, project: str, location: str, spec: dict[str, Any]) -> tuple[dict[str, Any], str | None, int]:
+        """Continuous tuning (`preTunedModel`): the model must come from a SUCCEEDED job of the
+        same project and location. The server fills `preTunedModel.baseModel`; the result is a
+        new version of that model, or a new model (@1) when `tunedModelDisplayName` is set.
+        Returns the spec as stored, and the model id and version the new job produces."""
+        pre = spec.get("preTunedModel")
+        if not pre:
+            return spec, None, 1
+        name = str(pre.get("tunedModelName", ""))
+        where = "tuning_job.pre_tuned_model.tuned_model_name"
+        match = _MODEL_NAME.match(name)
+        if not match:
+            raise err.field_violations([(where, f'Invalid Model resource name "{name}": expected '
+                                                "projects/{project}/locations/{location}/models/{model}@{version}.")])
+        if self.project_number(match.group(1)) != project or match.group(2) != location:
+            raise err.field_violations([(where, f'The Model "{name}" must be in the project and location of '
+                                                f'the tuning job (projects/{project}/locations/{location}).')])
+        model_id, version = match.group(3), match.group(4)
+        latest = self._models.get(model_id)
+        source = latest if version is None or latest is None else self._versions.get((model_id, int(version)))
+        if source is None or source.project != project or source.location != location:
+            raise err.field_violations([(where, f'The Model "{name}" does not exist.')])
+        if source.state != "JOB_STATE_SUCCEEDED":
+            raise err.field_violations([(where, f'The Model "{name}" cannot be tuned further: the tuning job '
+                                                f'that produces it ({source.name}) is {source.state}.')])
+        stored = {**spec, "preTunedModel": {**pre, "baseModel": source.root_base_model}}
+        if spec.get("tunedModelDisplayName"):
+            return stored, None, 1
+        assert latest is not None
+        return stored, model_id, latest.model_version + 1
 
     def _insert(self, project: str, location: str, spec: dict[str, Any], now: float, model_id: str | None = None,
                 model_version: int = 1, endpoint_id: str | None = None, schedule: bool = True) -> Job:
@@ -332,11 +365,6 @@ class Backend:
         self._seq += 1
         tuning = spec.get("supervisedTuningSpec") or spec.get("preferenceOptimizationSpec") or {}
         uri = str(tuning.get("trainingDatasetUri", ""))
-        pre_tuned = _MODEL_NAME.match(spec.get("preTunedModel", {}).get("tunedModelName", ""))
-        if model_id is None and pre_tuned and pre_tuned.group(3) in self._models:
-            # continuous tuning: a new version of the model it starts from
-            source = self._models[pre_tuned.group(3)]
-            model_id, model_version = source.model_id, source.model_version + 1
         job = Job(
             seq=self._seq,
             id=job_id,
@@ -369,6 +397,7 @@ class Backend:
         latest = self._models.get(job.model_id)
         if latest is None or latest.model_version <= job.model_version:
             self._models[job.model_id] = job
+        self._versions[(job.model_id, job.model_version)] = job
 
     # -- read --------------------------------------------------------------------------
 

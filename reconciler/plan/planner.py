@@ -359,4 +359,6 @@ def _built(stale: list) -> str:
         return (f"upstream {ups} now {short_name(i.value)}" if i.value is not None
                 else f"upstream {ups} is being re-tuned")
 
-    return "; ".join(f"{dotted(i.path)} built from {short_name(i.built_from)}, {now(i)}" for i in stale)
+    first = stale[0]
+    more = f" (and {len(stale) - 1} more field(s))" if len(stale) > 1 else ""
+    return f"{dotted(first.path)} built from {short_name(first.built_from)}, {now(first)}{more}"
