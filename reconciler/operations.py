@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from reconciler.api.client import TuningClient
     from reconciler.apply.executor import Outcome, Progress
     from reconciler.drift.report import DriftReport
+    from reconciler.graph.graph import JobGraph
     from reconciler.plan.live import LiveJob, LiveView
     from reconciler.plan.model import Plan
     from reconciler.state.lock import LockInfo
@@ -70,6 +71,12 @@ class DriftRequest:
     plan: PlanRequest
     include_unmanaged: bool = False
     ignore_file: str | None = None  # None: .reconcilerignore if it exists
+
+
+@dataclass(frozen=True)
+class GraphRequest:
+    paths: tuple[str, ...] = ()  # manifest files or directories; () = manifests/
+    defaults: Defaults = field(default_factory=Defaults)
 
 
 @dataclass(frozen=True)
@@ -309,6 +316,16 @@ def drift(request: DriftRequest) -> DriftReport:
                        include_unmanaged=request.include_unmanaged)
     return build_report(desired, state, live, plan(desired, state, live, targets=planning.targets),
                         unmanaged=live.unmanaged, rules=rules, targets=planning.targets)
+
+
+# --- graph ---------------------------------------------------------------------------------
+
+
+def job_graph(request: GraphRequest) -> JobGraph:
+    """The graph of the manifests' references (offline; a manifest problem is an error)."""
+    from reconciler.graph.graph import build_graph
+
+    return build_graph(load_desired(PlanRequest(paths=request.paths, defaults=request.defaults)))
 
 
 # --- import --------------------------------------------------------------------------------

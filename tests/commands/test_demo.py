@@ -16,11 +16,16 @@ def test_demo_runs_the_whole_loop_and_keeps_its_files(capsys):
     assert main(["demo", "--no-color", "--job-duration", "1"]) == 0
     out = capsys.readouterr().out
     steps = [line for line in out.splitlines() if line.startswith("==> reconciler ")]
-    assert [s.split()[2] for s in steps][:2] == ["validate", "plan"]
-    assert "Plan: 7 to create, 0 to replace, 0 to cancel, 0 to rebase." in out
-    assert "Apply complete! Jobs: 7 created" in out
+    assert [s.split()[2] for s in steps][:3] == ["validate", "graph", "plan"]
+    assert re.search(r"stage 3  support-bot-billing +uses support-bot-continued.tunedModel.model", out)
+    assert "Plan: 9 to create, 0 to replace, 0 to cancel, 0 to rebase (2 waiting for upstream jobs to succeed)." in out
+    # the saved plan's chain runs to the end under --wait, each stage after the one before
+    assert out.index("support-bot-general: SUCCEEDED") < out.index("support-bot-continued: created") \
+        < out.index("support-bot-continued: SUCCEEDED") < out.index("support-bot-billing: created")
+    assert "Apply complete! Jobs: 9 created" in out
     assert "No changes." in out
-    assert "Plan: 0 to create, 1 to replace, 0 to cancel, 0 to rebase." in out
+    # the edit re-tunes the chain's first stage, so the two stages built from it follow
+    assert "Plan: 0 to create, 3 to replace, 0 to cancel, 0 to rebase (2 waiting for upstream jobs to succeed)." in out
     # a key in two locations is always named with its location
     assert "faq-bot-en (europe-west4): created projects/" in out
     assert re.search(r"^faq-bot-en \(us-central1\): SUCCEEDED -> endpoint projects/", out, re.M)
