@@ -75,14 +75,15 @@ class GraphRun:
         """Start what can start, block what cannot: `final` holds the finished jobs by address,
         `active` the addresses whose jobs still run. Returns the jobs it started, to follow."""
         started: dict[str, StateEntry] = {}
+        active = set(active)
         while True:
+            # Verdicts first, changes after: a change that becomes ready in this pass still
+            # counts as waiting for the changes after it.
+            verdicts = {a: v for a, c in sorted(self.waiting.items())
+                        if (v := self._verdict(c, final, active)) is not None}
             ready: list[Change] = []
-            for address, change in sorted(self.waiting.items()):
-                verdict = self._verdict(change, final, active)
-                if verdict is None:
-                    continue
-                kind, why = verdict
-                del self.waiting[address]
+            for address, (kind, why) in verdicts.items():
+                change = self.waiting.pop(address)
                 if kind == "ready":
                     ready.append(change)
                 elif kind == "deferred":
@@ -91,8 +92,6 @@ class GraphRun:
                 else:
                     self.blocked[address] = why
                     say(f"{clean(change.key)}: blocked: {clean(why)}")
-            if not ready:
-                return started
             resolved = []
             for change in ready:
                 upstream = {u: final[u] for u in change.waits_for}
@@ -102,18 +101,19 @@ class GraphRun:
                 except ReconcilerError as exc:
                     self.blocked[change.address] = str(exc)
                     say(f"{clean(change.key)}: blocked: {clean(exc)}")
-            for outcome in self.start(resolved):
+            for outcome in self.start(resolved) if resolved else []:
                 self.outcomes.append(outcome)
                 address = outcome.change.address
                 entry = self.entry_of(address)
                 if outcome.ok and entry is not None and entry.job_name:
                     started[address] = entry
-                elif not outcome.ok:
+                    active.add(address)  # its new job is what the jobs after it wait for now
+                else:
                     self.failed[address] = f"{outcome.change.key}'s {outcome.change.action.value} failed: {outcome.message}"
-            # Started jobs are PENDING: nothing more becomes ready before the next poll, but
-            # blocks and deferrals propagate at once (the loop runs again only for those).
-            if not self.waiting or not (set(self.blocked) | set(self.failed) | set(self.deferred)):
+            if not verdicts:
                 return started
+            # Started jobs are PENDING, so nothing else becomes ready before the next poll; but
+            # blocks and deferrals propagate down the graph at once.
 
     def _verdict(self, change: Change, final: dict[str, LiveJob], active: set[str]) -> tuple[str, str] | None:
         """None: still waiting; else ("ready" | "blocked" | "deferred", why)."""
