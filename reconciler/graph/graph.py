@@ -134,8 +134,9 @@ def build_graph(jobs: Sequence[DesiredJob], also: Iterable[str] = ()) -> JobGrap
                 nonlocal bad
                 address, why = keys.resolve(ref, job)
                 if address is None:
+                    missing = ref.key.rsplit("/", 1)[-1]
                     graph.problems.append(GraphProblem(job.address, ("spec", *path), why or "",
-                                                       ref.key.rsplit("/", 1)[-1]))
+                                                       missing if not keys.by_key.get(missing) else ""))
                     bad = True
                     return ref
                 if address == job.address:
