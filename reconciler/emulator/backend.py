@@ -598,8 +598,12 @@ class Backend:
     # -- admin -------------------------------------------------------------------------
 
     def seed(self, parent: str, count: int, labels: dict[str, str] | None = None, state: str | None = None,
-             spec: dict[str, Any] | None = None) -> list[str]:
-        """Bulk-create `count` jobs; `{n}` in a label value becomes the job's index."""
+             spec: dict[str, Any] | None = None, specs: list[dict[str, Any]] | None = None) -> list[str]:
+        """Bulk-create `count` jobs; `{n}` in a label value becomes the job's index. `specs`:
+        one spec per job instead (count is then their number), e.g. continuous-tuning chains
+        whose jobs each name another job's model; `labels` are added to each spec's own."""
+        if specs is not None:
+            return self._seed_each(parent, specs, labels or {}, state)
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1_000_000:
             raise err.InvalidArgument("seed: count must be an integer from 0 to 1000000.")
         if state is not None and state not in JOB_STATES:
@@ -625,6 +629,33 @@ class Backend:
                 job = self._insert(project, location, job_spec, now, schedule=not forced)
                 if forced:
                     self._force(job, state, now)
+                names.append(job.name)
+            self._changed()
+            return names
+
+    def _seed_each(self, parent: str, specs: Any, labels: dict[str, str], state: str | None) -> list[str]:
+        if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs) or len(specs) > 1_000_000:
+            raise err.InvalidArgument("seed: specs must be a list of TuningJob objects.")
+        if state is not None and state not in JOB_STATES:
+            raise err.InvalidArgument(f"seed: unknown state {state!r}.")
+        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise err.InvalidArgument("seed: labels must map strings to strings.")
+        with self.lock:
+            self.tick()
+            project, location = self._parent_key(parent)
+            now = self.clock.now()
+            decoded = []
+            for n, given in enumerate(specs):
+                job_spec = self.decode_job(given)
+                job_spec["labels"] = {**job_spec.get("labels", {}), **{k: v.replace("{n}", str(n)) for k, v in labels.items()}}
+                self.validate_spec(job_spec)
+                decoded.append(job_spec)
+            names = []
+            forced = state is not None and state != "JOB_STATE_PENDING"
+            for job_spec in decoded:
+                job = self._insert(project, location, job_spec, now, schedule=not forced)
+                if forced:
+                    self._force(job, state, now)  # type: ignore[arg-type]
                 names.append(job.name)
             self._changed()
             return names

@@ -263,14 +263,15 @@ async def _wait_operation(app: EmulatorApp, ctx: Context) -> Result:
 
 async def _admin_seed(app: EmulatorApp, ctx: Context) -> Result:
     body = _json(ctx)
-    unknown = set(body) - {"parent", "count", "labels", "state", "spec"}
+    unknown = set(body) - {"parent", "count", "labels", "state", "spec", "specs"}
     if unknown:
         raise err.InvalidArgument(f"seed: unknown field(s) {', '.join(sorted(unknown))}.")
     if not isinstance(body.get("parent"), str):
         raise err.InvalidArgument("seed: parent (projects/P/locations/L) is required.")
     # a big seed takes a second: keep the event loop serving meanwhile
     names = await asyncio.to_thread(
-        app.backend.seed, body["parent"], body.get("count", 1), body.get("labels"), body.get("state"), body.get("spec")
+        app.backend.seed, body["parent"], body.get("count", 1), body.get("labels"), body.get("state"), body.get("spec"),
+        body.get("specs"),
     )
     return Result({"count": len(names), "names": names})
 

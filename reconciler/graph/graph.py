@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.graph.references import Reference, SpecPath, Template, dotted, templates
 from reconciler.model import DesiredJob, address_of
@@ -23,14 +23,12 @@ class Field:
     path: SpecPath
     template: Template  # as written
     canonical: Template  # every reference spelled as the full address it names
+    upstreams: tuple[str, ...] = ()  # the addresses it names, once each
+    text: str = ""  # `canonical` written out
 
     @property
     def dotted(self) -> str:
         return dotted(self.path)
-
-    @property
-    def upstreams(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(_address(r) for r in self.canonical.refs))
 
 
 @dataclass(frozen=True)
@@ -83,17 +81,14 @@ class JobGraph:
         return seen
 
 
-def _address(ref: Reference) -> str:
-    """The address of a reference already spelled in full."""
-    return ref.key
-
-
 class _Keys:
     def __init__(self, jobs: Sequence[DesiredJob]) -> None:
-        self.addresses = {d.address for d in jobs}
+        self.addresses: set[str] = set()
         self.by_key: dict[str, list[str]] = {}
         for d in jobs:
-            self.by_key.setdefault(d.key, []).append(d.address)
+            address = address_of(d.project, d.location, d.key)
+            self.addresses.add(address)
+            self.by_key.setdefault(d.key, []).append(address)
 
     def resolve(self, ref: Reference, job: DesiredJob) -> tuple[str | None, str | None]:
         """(address, None), or (None, why not)."""
@@ -115,56 +110,81 @@ class _Keys:
                       "cannot leave the manifests: remove the references to it first)")
 
 
+_last: tuple[tuple[DesiredJob, ...], JobGraph] | None = None  # see build_graph
+
+
 def build_graph(jobs: Sequence[DesiredJob], also: Iterable[str] = ()) -> JobGraph:
     """The graph of `jobs`' references. `also`: more nodes without edges (keys only state
-    knows), placed in `order` by address like every job nothing links."""
+    knows), placed in `order` by address like every job nothing links.
+
+    `validate` builds the graph of the manifests and `plan` builds it again for the same jobs;
+    the last graph is kept for the very same job objects (DesiredJobs are immutable), so a
+    plan of tens of thousands of jobs pays for it once."""
+    global _last
+    also = set(also)
+    cached = _last
+    if cached is not None and len(cached[0]) == len(jobs) and all(a is b for a, b in zip(cached[0], jobs)):
+        graph = cached[1]
+    else:
+        graph = _build(jobs)
+        _last = (tuple(jobs), graph)
+    nodes = graph.order if not also - set(graph.order) else sorted(set(graph.order) | also)
+    if nodes is graph.order:
+        return graph
+    return replace(graph, order=_topological(nodes, graph.upstreams, graph.downstreams))
+
+
+def _build(jobs: Sequence[DesiredJob]) -> JobGraph:
     keys = _Keys(jobs)
     graph = JobGraph()
     ups: dict[str, dict[str, None]] = {}
     first_field: dict[tuple[str, str], SpecPath] = {}
     for job in jobs:
         found, errors = templates(job.spec)
+        if not found and not errors:
+            continue
+        address = job.address
         for path, message in errors:  # validate reports these first; plans from elsewhere meet them here
-            graph.problems.append(GraphProblem(job.address, ("spec", *path), message))
+            graph.problems.append(GraphProblem(address, ("spec", *path), message))
         fields: list[Field] = []
         for path, template in found:
+            parts: list = []
             bad = False
-
-            def spelled(ref: Reference, job: DesiredJob = job, path: SpecPath = path) -> Reference:
-                nonlocal bad
-                address, why = keys.resolve(ref, job)
-                if address is None:
-                    missing = ref.key.rsplit("/", 1)[-1]
-                    graph.problems.append(GraphProblem(job.address, ("spec", *path), why or "",
-                                                       missing if not keys.by_key.get(missing) else ""))
+            for part in template.parts:
+                if isinstance(part, str):
+                    parts.append(part)
+                    continue
+                target, why = keys.resolve(part, job)
+                if target is None or target == address:
+                    if target is None:
+                        missing = part.key.rsplit("/", 1)[-1]
+                        graph.problems.append(GraphProblem(address, ("spec", *path), why or "",
+                                                           missing if not keys.by_key.get(missing) else ""))
+                    else:
+                        graph.problems.append(GraphProblem(address, ("spec", *path), (
+                            f"`{part}`: a job cannot use its own outputs (they exist only once it has run)")))
                     bad = True
-                    return ref
-                if address == job.address:
-                    graph.problems.append(GraphProblem(job.address, ("spec", *path), (
-                        f"`{ref}`: a job cannot use its own outputs (they exist only once it has run)")))
-                    bad = True
-                    return ref
-                return Reference(address, ref.output)
-
-            canonical = template.substitute(spelled)
+                    continue
+                parts.append(Reference(target, part.output))
             if bad:
                 continue
-            f = Field(path, template, canonical)
+            canonical = Template(tuple(parts))
+            upstreams = tuple(dict.fromkeys(r.key for r in canonical.refs))
+            f = Field(path, template, canonical, upstreams, canonical.text())
             fields.append(f)
             for ref in canonical.refs:
-                up = _address(ref)
-                ups.setdefault(job.address, {})[up] = None
-                first_field.setdefault((job.address, up), ("spec", *path))
-                graph.edges.append(Edge(job.address, up, f.dotted, ref.output))
+                ups.setdefault(address, {})[ref.key] = None
+                first_field.setdefault((address, ref.key), ("spec", *path))
+                graph.edges.append(Edge(address, ref.key, f.dotted, ref.output))
         if fields:
-            graph.fields[job.address] = tuple(fields)
+            graph.fields[address] = tuple(fields)
     graph.upstreams = {a: tuple(sorted(u)) for a, u in ups.items()}
     downs: dict[str, list[str]] = {}
     for a, us in graph.upstreams.items():
         for u in us:
             downs.setdefault(u, []).append(a)
     graph.downstreams = {u: tuple(sorted(d)) for u, d in downs.items()}
-    nodes = sorted({d.address for d in jobs} | set(also))
+    nodes = sorted(keys.addresses)
     for component in _cycles(nodes, graph.upstreams):
         graph.problems.extend(_cycle_problems(component, graph.upstreams, first_field, keys))
     graph.order = _topological(nodes, graph.upstreams, graph.downstreams)

@@ -14,7 +14,7 @@ from enum import Enum
 
 from reconciler.errors import ReconcilerError
 from reconciler.graph.graph import Field
-from reconciler.graph.references import Reference, SpecPath, dotted, parse, set_paths
+from reconciler.graph.references import Reference, SpecPath, Template, dotted, parse, set_paths
 from reconciler.model import ACTIVE_STATES
 from reconciler.plan.differ import FieldChange
 from reconciler.plan.live import LiveJob, LiveView
@@ -87,34 +87,35 @@ class Resolution:
 def resolve(fields: tuple[Field, ...], results: dict[str, UpstreamResult]) -> Resolution:
     res = Resolution({}, {}, {}, {})
     for f in fields:
-        unknown = False
-
-        def value(ref: Reference) -> str | Reference:
-            nonlocal unknown
-            address = ref.key
+        parts: list[str | Reference] = []
+        known = True
+        for part in f.canonical.parts:
+            if isinstance(part, str):
+                parts.append(part)
+                continue
+            address = part.key
             result = results.get(address)
+            if result is not None and result.status is Status.SUCCEEDED and part.output in result.outputs:
+                parts.append(result.outputs[part.output])
+                continue
+            known = False
+            parts.append(part)
             if result is None:  # only on a cycle, which is a problem of its own
                 res.blocked[address] = f"{address.rsplit('/', 1)[-1]} is on a reference cycle"
             elif result.status is Status.SUCCEEDED:
-                if ref.output in result.outputs:
-                    return result.outputs[ref.output]
-                res.blocked[address] = f"{address.rsplit('/', 1)[-1]}'s job has no {ref.output}"
+                res.blocked[address] = f"{address.rsplit('/', 1)[-1]}'s job has no {part.output}"
             elif result.status is Status.PENDING:
                 res.pending[address] = result.why
             else:
                 res.blocked[address] = result.why
-            unknown = True
-            return ref
-
-        res.values[f.path] = f.canonical.substitute(value).text()
-        res.known[f.path] = not unknown
+        res.values[f.path] = "".join(parts) if known else Template(tuple(parts)).substitute(lambda r: r).text()  # type: ignore[arg-type]
+        res.known[f.path] = known
     return res
 
 
 def inputs_for(fields: tuple[Field, ...], res: Resolution, built: dict[SpecPath, str | None]) -> tuple[Input, ...]:
-    return tuple(Input(path=f.path, template=f.canonical.text(), upstreams=f.upstreams,
-                       value=res.values[f.path] if res.known[f.path] else None, built_from=built.get(f.path))
-                 for f in fields if f.upstreams)
+    return tuple(Input(f.path, f.text, f.upstreams, res.values[f.path] if res.known[f.path] else None,
+                       built.get(f.path)) for f in fields if f.upstreams)
 
 
 def input_paths(change: Change) -> set[str]:

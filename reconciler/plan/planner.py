@@ -168,9 +168,11 @@ def _billed_untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -
 
 
 def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
-                  passed_over: frozenset[str] = frozenset()) -> tuple[Change, str | None]:
+                  passed_over: frozenset[str] = frozenset(), inputs: tuple = ()) -> tuple[Change, str | None]:
     after = normalize_spec(d.spec)
     base = _base(d, after)
+    if inputs:
+        base["inputs"] = inputs
 
     current = live.job(entry.job_name) if entry is not None and entry.job_name else None
     if current is not None and current.state in ACTIVE_STATES and not passed_over:
@@ -178,7 +180,7 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
         # one would leave the other running, untracked and unreported.
         strays = _billed_untracked(d, entry, live)
         if strays:
-            change, other = _plan_desired(d, entry, live, frozenset(j.name for j in strays))
+            change, other = _plan_desired(d, entry, live, frozenset(j.name for j in strays), inputs)
             names = ", ".join(f"{j.name} ({j.short_state})" for j in strays)
             return change, (f"{other}; " if other else "") + (
                 f"another active job carries this key's labels besides the tracked {current.name} "
@@ -306,17 +308,19 @@ def _plan_with_inputs(d: DesiredJob, entry: StateEntry | None, live: LiveView, f
         # Compare as built: a re-tuned upstream alone does not replace this job.
         kept_spec = set_paths(d.spec, {f.path: built[f.path] if f.upstreams else res.values[f.path]  # type: ignore[misc]
                                        for f in fields})
-        change, problem = _plan_desired(replace(d, spec=kept_spec), entry, live)
+        change, problem = _plan_desired(_with_spec(d, kept_spec), entry, live, inputs=inputs)
         if not change.action.starts_a_job:
-            change = replace(change, inputs=_adopted(change, inputs, live))
+            if change.action is Action.ADOPT:
+                change = replace(change, inputs=_adopted(change, inputs, live))
             stale = [i for i in inputs if i.stale]
             if stale and change.reason is Reason.UNCHANGED:
                 change = replace(change, reason=Reason.UPSTREAM_CHANGED,
                                  detail=f"{change.detail}; kept as built (onUpstreamChange=keep): {_built(stale)}")
             return change, problem
     fresh = set_paths(d.spec, res.values)
-    change, problem = _plan_desired(replace(d, spec=fresh), entry, live)
-    change = replace(change, inputs=_adopted(change, inputs, live))
+    change, problem = _plan_desired(_with_spec(d, fresh), entry, live, inputs=inputs)
+    if change.action is Action.ADOPT:
+        change = replace(change, inputs=_adopted(change, inputs, live))
     if not change.action.starts_a_job:
         return change, problem
     verb = change.action.value
@@ -340,9 +344,13 @@ def _plan_with_inputs(d: DesiredJob, entry: StateEntry | None, live: LiveView, f
     return change, problem
 
 
+def _with_spec(d: DesiredJob, spec: dict) -> DesiredJob:
+    return DesiredJob(d.key, d.project, d.location, spec, d.lifecycle, d.source)
+
+
 def _adopted(change: Change, inputs: tuple, live: LiveView) -> tuple:
     """An adopted job keeps what it was created with: that is what state records."""
-    if change.action is not Action.ADOPT or change.job is None:
+    if change.job is None:
         return inputs
     from reconciler.graph.references import get_path
 

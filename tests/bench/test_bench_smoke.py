@@ -85,3 +85,14 @@ def test_emulator_bench(readme: Path) -> None:
         assert r["requests"] > 0 and r["errors"] == 0 and r["server_cpu_ms_per_request"] > 0
     assert f["get_capacity_per_second"] > 0
     assert "requests/s" in section(readme, "emulator")
+
+
+@pytest.mark.slow
+def test_graph_bench(readme: Path) -> None:
+    f = run_quick("graph_bench.py", readme)
+    assert f["correct"] and f["jobs"] == 200 and f["chains"] == 50
+    assert f["plan_summaries"] == {"independent": "No changes.", "chains": "No changes."}
+    assert f["requests"]["independent"] == f["requests"]["chains"] == {"list": 1}  # references cost no request
+    assert f["independent_plan_seconds"] > 0 and f["chains_plan_seconds"] > 0 and f["ratio"] > 0
+    written = section(readme, "graph")
+    assert "50 chains of 4" in written and f"{f['ratio']:.2f}x" in written

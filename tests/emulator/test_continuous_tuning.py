@@ -114,3 +114,16 @@ def test_our_client_gets_the_error_as_invalid_argument_with_field_violations(emu
         with pytest.raises(InvalidArgumentError) as info:
             client.create_job(PARENT, continued("projects/1/locations/us-central1/models/7@1"), request_id="r1")
     assert info.value.field_violations()[0][0] == FIELD
+
+
+def test_admin_seed_takes_one_spec_per_job(http, admin):
+    """What benchmarks seed continuous-tuning chains with: each job its own spec and labels."""
+    (head,) = admin.seed(PARENT, state="JOB_STATE_SUCCEEDED")
+    model = http.get(f"/v1/{head}").json()["tunedModel"]["model"]
+    names = admin.seed(PARENT, specs=[{**continued(model), "labels": {"own": f"v{i}"}} for i in range(2)],
+                       labels={"k": "job-{n}"}, state="JOB_STATE_SUCCEEDED")
+    jobs = [http.get(f"/v1/{n}").json() for n in names]
+    assert [j["labels"] for j in jobs] == [{"own": "v0", "k": "job-0"}, {"own": "v1", "k": "job-1"}]
+    assert all(j["preTunedModel"]["tunedModelName"] == model and j["state"] == "JOB_STATE_SUCCEEDED" for j in jobs)
+    bad = http.post("/__emulator/seed", json={"parent": PARENT, "specs": ["x"]})
+    assert bad.status_code == 400
