@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 PROJECT, LOCATION = "demo-project", "us-central1"  # as the workspace (conftest) sets them
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = dict(job_duration=0.3)
 TARGET = ("--project", PROJECT, "--location", LOCATION)
 
@@ -227,7 +230,9 @@ def test_upstream_change_cascades_through_the_chain_and_keep_stops_it(ws, emulat
             f"models/{old_second.split('/models/')[1]}, upstream second now models/{new_second.split('/models/')[1]}"
             ) in plan.out
     drift = ws.run("drift", str(ws.manifests), "--format", "json")
-    items = json.loads(drift.out)["items"]
+    report = json.loads(drift.out)
+    jsonschema.validate(report, json.loads((ROOT / "schemas" / "drift-report.schema.json").read_text()))
+    items = report["items"]
     assert [(i["key"], i["kind"]) for i in items] == [("kept", "stale-input")]
     # keep -> retune: now `kept` is re-tuned from the current second.
     stage(ws, "kept", "second")
@@ -317,3 +322,61 @@ def test_state_without_inputs_still_plans_a_cascade(ws, admin):
     stage(ws, "first", epochs=7)
     plan = ws.plan()
     assert f"built from models/{built.split('/models/')[1]}, upstream first is being re-tuned" in plan.out
+
+
+def test_state_show_lists_what_a_job_was_built_from(ws, admin):
+    chain(ws, ["first", "second"])
+    ws.apply()
+    admin.advance(3600)
+    ws.apply()
+    shown = ws.run("state", "show", "second", "--state", str(ws.state), state=False)
+    assert f"input          = preTunedModel.tunedModelName: {model_of(ws, 'first')}" in shown.out, shown.out
+
+
+def test_graph_command_draws_the_manifests_offline(ws):
+    stage(ws, "base")
+    stage(ws, "left", "base")
+    stage(ws, "right", "base")
+    text = ws.run("graph", str(ws.manifests), *TARGET, state=False)
+    assert text.code == 0 and "Job graph: 3 jobs, 2 references, 2 stage(s)." in text.out
+    assert "stage 2  left   uses base.tunedModel.model -> preTunedModel.tunedModelName" in text.out
+    mermaid = ws.run("graph", str(ws.manifests), "--format", "mermaid", *TARGET, state=False)
+    assert mermaid.out.startswith("flowchart LR\n") and mermaid.out.count("-->") == 2
+    dot = ws.run("graph", str(ws.manifests), "--format", "dot", *TARGET, state=False)
+    assert f'"{PROJECT}/{LOCATION}/base" -> "{PROJECT}/{LOCATION}/left"' in dot.out
+    stage(ws, "bad", "bad")
+    broken = ws.run("graph", str(ws.manifests), *TARGET, state=False)
+    assert broken.code == 1 and "bad.yaml:7:21: `${jobs.bad.tunedModel.model}`: a job cannot use its own" in broken.err
+    assert "Traceback" not in broken.err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ending", ["JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED"])
+def test_an_upstream_that_expires_or_is_cancelled_while_waiting_blocks_its_downstream(ws, emulator_factory,
+                                                                                      monkeypatch, ending):
+    import threading
+    import time
+
+    fast_ws(ws, emulator_factory, monkeypatch, job_duration=3600)  # it would run for an hour...
+    chain(ws, ["first", "second"])
+    stop = threading.Event()
+
+    def end_it_out_of_band() -> None:  # ...but someone ends it as soon as it exists
+        while not stop.is_set():
+            jobs = list(ws.emulator.backend.jobs.values())
+            if jobs:
+                ws.emulator.backend.set_state(jobs[0].name, ending)
+                return
+            time.sleep(0.01)
+
+    helper = threading.Thread(target=end_it_out_of_band)
+    helper.start()
+    try:
+        result = apply_wait(ws)
+    finally:
+        stop.set()
+        helper.join()
+    assert result.code == 1
+    short = ending.removeprefix("JOB_STATE_")
+    assert f"second: blocked: upstream first's job" in result.out and short in result.out, result.out
+    assert len(managed_jobs(ws)) == 1  # second was never created
