@@ -54,7 +54,7 @@ class GraphRun:
         run = cls({c.address: c for c in changes if c.waiting}, entry_of, start)
         for o in outcomes:
             if not o.ok:
-                run.failed[o.change.address] = f"{o.change.key}'s {o.change.action.value} failed: {o.message}"
+                run.failed[o.change.address] = _failure(o)
         for c in changes:
             if c.reason is Reason.WAITING_FOR_ACTIVE:
                 run.deferred[c.address] = (f"{c.key}'s spec change waits for its {c.job.state if c.job else ''} job "
@@ -109,7 +109,7 @@ class GraphRun:
                     started[address] = entry
                     active.add(address)  # its new job is what the jobs after it wait for now
                 else:
-                    self.failed[address] = f"{outcome.change.key}'s {outcome.change.action.value} failed: {outcome.message}"
+                    self.failed[address] = _failure(outcome)
             if not verdicts:
                 return started
             # Started jobs are PENDING, so nothing else becomes ready before the next poll; but
@@ -143,6 +143,10 @@ class GraphRun:
                  for _, c in sorted(self.waiting.items())]
         shown = ", ".join(items[:MAX_LISTED])
         return shown + (f", and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def _failure(outcome: Outcome) -> str:
+    return f"{outcome.change.key}'s {outcome.change.action.value} failed: {outcome.message}"
 
 
 def follow(client, store, started: dict[str, StateEntry], say: Callable[[str], None],

@@ -638,7 +638,8 @@ class Backend:
             raise err.InvalidArgument("seed: specs must be a list of TuningJob objects.")
         if state is not None and state not in JOB_STATES:
             raise err.InvalidArgument(f"seed: unknown state {state!r}.")
-        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in labels.items()):
             raise err.InvalidArgument("seed: labels must map strings to strings.")
         with self.lock:
             self.tick()
@@ -647,7 +648,8 @@ class Backend:
             decoded = []
             for n, given in enumerate(specs):
                 job_spec = self.decode_job(given)
-                job_spec["labels"] = {**job_spec.get("labels", {}), **{k: v.replace("{n}", str(n)) for k, v in labels.items()}}
+                own = {k: v.replace("{n}", str(n)) for k, v in labels.items()}
+                job_spec["labels"] = {**job_spec.get("labels", {}), **own}
                 self.validate_spec(job_spec)
                 decoded.append(job_spec)
             names = []

@@ -18,7 +18,7 @@ from reconciler.graph.references import Reference, SpecPath, Template, dotted, p
 from reconciler.model import ACTIVE_STATES
 from reconciler.plan.differ import FieldChange
 from reconciler.plan.live import LiveJob, LiveView
-from reconciler.plan.model import Action, Change, Input, Reason
+from reconciler.plan.model import Change, Input, Reason
 
 
 class Status(str, Enum):
@@ -108,7 +108,8 @@ def resolve(fields: tuple[Field, ...], results: dict[str, UpstreamResult]) -> Re
                 res.pending[address] = result.why
             else:
                 res.blocked[address] = result.why
-        res.values[f.path] = "".join(parts) if known else Template(tuple(parts)).substitute(lambda r: r).text()  # type: ignore[arg-type]
+        # Known: the plain string. Not yet: the template, written back with its escapes.
+        res.values[f.path] = "".join(parts) if known else Template(tuple(parts)).substitute(lambda r: r).text()
         res.known[f.path] = known
     return res
 

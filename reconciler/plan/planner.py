@@ -22,7 +22,6 @@ from reconciler.graph.references import set_paths
 from reconciler.model import ACTIVE_STATES, FAILED_STATES, DesiredJob, Lifecycle, short_state, targeted
 from reconciler.plan.differ import FieldChange, diff_spec, only_base_model_changed
 from reconciler.plan.inputs import (
-    Resolution,
     UpstreamResult,
     built_values,
     change_result,
@@ -306,8 +305,8 @@ def _plan_with_inputs(d: DesiredJob, entry: StateEntry | None, live: LiveView, f
     if d.lifecycle.on_upstream_change == "keep" and current is not None and all(
             built.get(f.path) is not None or not f.upstreams for f in fields):
         # Compare as built: a re-tuned upstream alone does not replace this job.
-        kept_spec = set_paths(d.spec, {f.path: built[f.path] if f.upstreams else res.values[f.path]  # type: ignore[misc]
-                                       for f in fields})
+        as_built = {f.path: built[f.path] if f.upstreams else res.values[f.path] for f in fields}
+        kept_spec = set_paths(d.spec, as_built)  # type: ignore[arg-type]
         change, problem = _plan_desired(_with_spec(d, kept_spec), entry, live, inputs=inputs)
         if not change.action.starts_a_job:
             if change.action is Action.ADOPT:

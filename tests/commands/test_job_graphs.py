@@ -378,5 +378,5 @@ def test_an_upstream_that_expires_or_is_cancelled_while_waiting_blocks_its_downs
         helper.join()
     assert result.code == 1
     short = ending.removeprefix("JOB_STATE_")
-    assert f"second: blocked: upstream first's job" in result.out and short in result.out, result.out
+    assert "second: blocked: upstream first's job" in result.out and short in result.out, result.out
     assert len(managed_jobs(ws)) == 1  # second was never created
