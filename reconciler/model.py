@@ -135,6 +135,7 @@ class Lifecycle:
     on_base_model_change: str = "retune"  # retune | rebase
     prevent_cancel: bool = False
     ignore_drift: tuple[str, ...] = ()
+    on_upstream_change: str = "retune"  # retune | keep (a job built from another job's output)
 
 
 @dataclass(frozen=True)

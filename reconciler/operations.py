@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from reconciler.api.client import TuningClient
     from reconciler.apply.executor import Outcome, Progress
     from reconciler.drift.report import DriftReport
+    from reconciler.graph.graph import JobGraph
     from reconciler.plan.live import LiveJob, LiveView
     from reconciler.plan.model import Plan
     from reconciler.state.lock import LockInfo
@@ -74,6 +75,12 @@ class DriftRequest:
 
 
 @dataclass(frozen=True)
+class GraphRequest:
+    paths: tuple[str, ...] = ()  # manifest files or directories; () = manifests/
+    defaults: Defaults = field(default_factory=Defaults)
+
+
+@dataclass(frozen=True)
 class ImportRequest:
     key: str  # a key or project/location/key the manifests declare
     job_name: str  # a full job name or a bare id
@@ -98,15 +105,23 @@ class ApplyResult:
     blocked: bool = False  # the plan (shown) has problems; nothing was done
     waited_failures: int = 0  # jobs followed with --wait that did not succeed
     unfinished: int = 0  # jobs still running when --wait-timeout ran out
+    # Job graphs: changes that wait for upstream jobs, and why each was not started (address ->
+    # reason): blocked by an upstream that failed, or deferred/still waiting for a later apply.
+    upstream_blocked: dict[str, str] = field(default_factory=dict)
+    not_started: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.ok]
 
     @property
+    def waiting(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.waiting]
+
+    @property
     def ok(self) -> bool:
         return (self.approved and not self.blocked and not self.failed and not self.waited_failures
-                and not self.unfinished)
+                and not self.unfinished and not self.upstream_blocked)
 
 
 class ApplyUI(Protocol):
@@ -206,7 +221,7 @@ def apply(request: ApplyRequest, ui: ApplyUI) -> ApplyResult:
     """Plan (or take the saved plan, refused if stale), ask, then carry it out under the lock,
     recording every step; with `wait`, follow the jobs it started until they finish."""
     from reconciler.apply.executor import ApplyOptions, Executor
-    from reconciler.apply.follow import follow
+    from reconciler.apply.follow import GraphRun, follow
     from reconciler.plan.planfile import desired_from_plan, load_plan, stale_reasons
 
     saved = load_plan(request.saved_plan) if request.saved_plan else None
@@ -242,14 +257,40 @@ def apply(request: ApplyRequest, ui: ApplyUI) -> ApplyResult:
                 executor = Executor(client, store, planned.state, progress, options)
                 result.outcomes = executor.run(plan)
                 if request.wait and not result.failed:
-                    started = executor.started_jobs(result.outcomes)
-                    final = follow(client, store, started, progress.line, interval=request.poll_interval,
-                                   timeout=request.wait_timeout, status=progress.status)
-                    result.waited_failures = sum(1 for j in final.values() if j.state != "JOB_STATE_SUCCEEDED")
-                    result.unfinished = len(started) - len(final)
+                    _follow_graph(client, store, executor, plan, result, request, progress, follow, GraphRun)
+                else:
+                    for o in result.waiting:
+                        progress.line(f"{_label(o.change)}: waits for "
+                                      f"{', '.join(u.rsplit('/', 1)[-1] for u in o.change.waits_for)} to succeed")
+                        result.not_started[o.change.address] = "waits for upstream jobs"
         finally:
             store.commit()
     return result
+
+
+def _label(change) -> str:
+    from reconciler.text import clean
+
+    return clean(change.key)
+
+
+def _follow_graph(client, store, executor, plan, result: ApplyResult, request: ApplyRequest, progress,
+                  follow, graph_run) -> None:
+    """`--wait`: follow the started jobs and start each waiting change once its upstream jobs
+    have succeeded, until everything has finished or is blocked (or the timeout ran out)."""
+    graph = graph_run.of(plan.changes, result.outcomes, executor.entry, executor.run_changes)
+    started = executor.started_jobs(result.outcomes)
+    final = follow(client, store, started, progress.line, interval=request.poll_interval,
+                   timeout=request.wait_timeout, status=progress.status, graph=graph)
+    waiting = {o.change.address for o in graph.outcomes}
+    result.outcomes = [o for o in result.outcomes if o.change.address not in waiting] + graph.outcomes
+    followed = set(started) | {o.change.address for o in graph.outcomes if o.ok}
+    result.waited_failures = sum(1 for a, j in final.items() if j.state != "JOB_STATE_SUCCEEDED")
+    result.unfinished = len(followed - set(final))
+    result.upstream_blocked = dict(graph.blocked)
+    result.not_started = {**graph.deferred, **{a: "still waiting when --wait-timeout ran out" for a in graph.waiting}}
+    if graph.waiting:
+        result.unfinished += len(graph.waiting)
 
 
 # --- drift ---------------------------------------------------------------------------------
@@ -277,6 +318,16 @@ def drift(request: DriftRequest) -> DriftReport:
                        include_unmanaged=request.include_unmanaged, versions=read_versions(desired, state))
     return build_report(desired, state, live, plan(desired, state, live, targets=planning.targets),
                         unmanaged=live.unmanaged, rules=rules, targets=planning.targets)
+
+
+# --- graph ---------------------------------------------------------------------------------
+
+
+def job_graph(request: GraphRequest) -> JobGraph:
+    """The graph of the manifests' references (offline; a manifest problem is an error)."""
+    from reconciler.graph.graph import build_graph
+
+    return build_graph(load_desired(PlanRequest(paths=request.paths, defaults=request.defaults)))
 
 
 # --- import --------------------------------------------------------------------------------

@@ -44,12 +44,13 @@ preference = st.fixed_dictionaries({"trainingDatasetUri": uri}, optional={
         "epochCount": st.one_of(st.integers(1, 20), st.integers(1, 20).map(str)),
         "beta": st.floats(0.01, 1.0, allow_nan=False).map(lambda f: round(f, 3)),
         "adapterSize": st.sampled_from(ADAPTERS)})})
+SEEDED_MODEL = "(the model of a job seeded SUCCEEDED)"  # the service tunes only a succeeded job's model further
 # Every kind of job the API takes: supervised on a base model, preference optimization, and
 # continuous tuning of an earlier tuned model (preTunedModel instead of baseModel).
 source = st.one_of(
     st.fixed_dictionaries({"baseModel": st.sampled_from(["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"])}),
     st.fixed_dictionaries({"preTunedModel": st.fixed_dictionaries(
-        {"tunedModelName": st.integers(1, 10**18).map(lambda n: f"projects/prop/locations/us-central1/models/{n}@1")},
+        {"tunedModelName": st.just(SEEDED_MODEL)},
         optional={"checkpointId": st.integers(1, 5).map(str)})}))
 tuning = st.one_of(st.fixed_dictionaries({"supervisedTuningSpec": supervised}),
                    st.fixed_dictionaries({"preferenceOptimizationSpec": preference}))
@@ -72,14 +73,18 @@ def world(tmp_path_factory):
 
     with start_emulator(EmulatorConfig(token="prop-token", virtual_clock=True)) as emulator:
         with EmulatorAdmin(emulator.url, emulator.token) as admin:
-            yield tmp_path_factory.mktemp("prop"), emulator, admin
+            (seeded,) = admin.seed("projects/prop/locations/us-central1", state="JOB_STATE_SUCCEEDED")
+            model = emulator.backend.get(seeded)["tunedModel"]["model"]
+            yield tmp_path_factory.mktemp("prop"), emulator, admin, model
 
 
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=spec)
 def test_apply_then_plan_has_no_changes(world, body, monkeypatch, capsys):
-    root, emulator, admin = world
+    root, emulator, admin, model = world
+    if "preTunedModel" in body:
+        body = {**body, "preTunedModel": {**body["preTunedModel"], "tunedModelName": model}}
     doc = {"apiVersion": "tuning.reconciler/v1", "kind": "TuningJob",
            "metadata": {"name": f"job-{next(counter)}", "project": "prop", "location": "us-central1"},
            "spec": body}

@@ -186,6 +186,11 @@ def _lifecycle_schema() -> dict[str, Any]:
                 "retune": "Tune again from scratch on the new base model.",
                 "rebase": "Rebase the SUCCEEDED tuned model onto the new base model.",
             }, "What to do when only `baseModel` changes on a SUCCEEDED job."),
+            "onUpstreamChange": choice(default.on_upstream_change, {
+                "retune": "Tune this job again once a job it references (`${jobs.KEY.OUTPUT}`) "
+                          "was re-tuned and has succeeded.",
+                "keep": "Keep this job as it was built; a re-tuned upstream job does not replace it.",
+            }, "What to do when a job this one references was re-tuned, so that its output changed."),
             "preventCancel": {"type": "boolean", "default": default.prevent_cancel,
                               "description": "Make the plan fail instead of cancelling this job."},
             "ignoreDrift": {"type": "array", "uniqueItems": True,
@@ -247,6 +252,7 @@ def _version_schemas(discovery: dict[str, Any], api: Surface) -> tuple[dict[str,
         gen.ref(api.schema(name))
     defs = gen.defs
     schema_overlay.apply_api_rules(defs, api)
+    schema_overlay.accept_references(defs)
     paths: set[str] = set()
     _output_only_paths(defs, api.tuning_job, "", (api.tuning_job,), paths)
     revision = discovery.get("revision", "unknown")
@@ -307,7 +313,9 @@ def generate(snapshots: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "metadata": _metadata_schema(),
             "spec": {"type": "object",
                      "description": "The TuningJob body as the API of `apiVersion` takes it; output-only "
-                                    "fields are rejected."},
+                                    "fields are rejected. A string field may use another job's output: "
+                                    "`${jobs.KEY.tunedModel.model}` (or `.tunedModel.endpoint`, "
+                                    "`.name`; KEY or project/location/KEY); `$${` is a literal `${`."},
             "lifecycle": _lifecycle_schema(),
         },
         # The spec's schema follows apiVersion.

@@ -19,6 +19,10 @@ so the generated schemas stay "the document plus this page":
   (supervised, full fine-tuning and Veo tuning) also the resource name of a Vertex
   multimodal dataset (`projects/../locations/../datasets/..`).
 
+- References (`${jobs.KEY.OUTPUT}`, `reconciler.graph.references`) may stand in any string
+  field of a spec; where a field has a pattern (dataset URIs, durations), a string holding a
+  reference is accepted too, and checked as a reference by `validate` instead.
+
 `x-messages` is our annotation (ignored by validators and editors alike): keyword -> the text
 `reconciler validate` shows when that keyword of the subschema it sits in fails
 (`{instance}` stands for the offending value).
@@ -109,6 +113,27 @@ def apply_api_rules(defs: dict[str, dict[str, Any]], api: Surface | None = None)
         for field in fields:
             if field in message["properties"]:
                 message["properties"][field].update(gcs_or_dataset if datasets else gcs)
+
+
+# Any string holding `${jobs.`: `validate` checks the reference itself (reconciler.graph).
+REFERENCE_ALTERNATIVE = r"\$\{\s*jobs\."
+
+
+def accept_references(defs: dict[str, dict[str, Any]]) -> None:
+    """Let every patterned string field of the messages in `defs` also take a reference.
+    Map values (labels) are left alone: they are no fields, and label rules stay strict."""
+
+    def visit(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == "string" and "pattern" in node and "format" not in node:
+            node["pattern"] = f"(?:{node['pattern']})|{REFERENCE_ALTERNATIVE}"
+        for sub in node.get("properties", {}).values():
+            visit(sub)
+        visit(node.get("items"))
+
+    for schema in defs.values():
+        visit(schema)
 
 
 def manifest_spec_rules(api: Surface | None = None, defs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:

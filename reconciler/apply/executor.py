@@ -28,6 +28,7 @@ from reconciler.api.errors import FailedPreconditionError
 from reconciler.api.names import new_request_id
 from reconciler.apply.pacer import Pacer
 from reconciler.errors import ReconcilerError
+from reconciler.graph.references import dotted
 from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL, V1
 from reconciler.plan.live import LiveJob
 from reconciler.plan.model import Action, Change, Plan
@@ -48,6 +49,7 @@ class Outcome:
     ok: bool
     message: str
     job_name: str | None = None
+    waiting: bool = False  # not started: it waits for upstream jobs to succeed (`--wait` starts it)
 
 
 def create_body(change: Change) -> dict:
@@ -133,6 +135,11 @@ class Executor:
             return replace(found, history=list(found.history))
         return StateEntry(key=change.key, project=change.project, location=change.location)
 
+    def entry(self, address: str) -> StateEntry | None:
+        """The entry as recorded so far in this apply (its current job)."""
+        with self._lock:
+            return self.entries.get(address)
+
     def _record(self, entry: StateEntry | None, address: str) -> None:
         # Outside the lock: the store shares one fsync among concurrent records (group commit).
         with self._lock:
@@ -155,9 +162,12 @@ class Executor:
         history = list(entry.history)
         if entry.job_name and entry.job_name != job.name and entry.job_name not in history:
             history.append(entry.job_name)
+        # What a job built from other jobs' outputs was created with (the plan's "built from").
+        inputs = {dotted(i.path): i.value for i in change.inputs if i.value is not None}
         new = replace(entry, job_name=job.name, job_state=job.state, update_time=job.update_time,
                       spec_hash=job.spec_label or change.spec_hash, request_id=request_id, history=history,
-                      prevent_cancel=change.lifecycle.prevent_cancel, api_version=_stored(change.api_version))
+                      prevent_cancel=change.lifecycle.prevent_cancel, api_version=_stored(change.api_version),
+                      inputs=inputs)
         self._record(new, change.address)
         return new
 
@@ -272,13 +282,23 @@ class Executor:
         """The state entries of the jobs these outcomes submitted or adopted (what --wait follows)."""
         with self._lock:
             return {o.change.address: self.entries[o.change.address] for o in outcomes
-                    if o.ok and (o.change.action.starts_a_job or o.change.action is Action.ADOPT)
+                    if o.ok and not o.waiting and (o.change.action.starts_a_job or o.change.action is Action.ADOPT)
                     and o.change.address in self.entries and self.entries[o.change.address].job_name}
 
     def run(self, plan: Plan) -> list[Outcome]:
+        """Carry out every change that can start now; a change that waits for upstream jobs
+        comes back as a `waiting` outcome (`follow.GraphRun` starts it once they succeed)."""
         # A key shared by two locations is shown with its location, so progress lines stay unambiguous.
         self.labels = key_labels((c.address, c.key, c.location) for c in plan.changes)
-        changes = list(plan.changes)
+        done = {o.change.address: o for o in self.run_changes([c for c in plan.changes if not c.waiting])}
+        return [done[c.address] if c.address in done else Outcome(c, True, "waits for upstream jobs", waiting=True)
+                for c in plan.changes if c.address in done or c.waiting]
+
+    def run_changes(self, changes: list[Change]) -> list[Outcome]:
+        """Run `changes` in parallel (as many at once as `parallelism` and the pacer allow)."""
+        if self._stopping.is_set():
+            raise KeyboardInterrupt  # interrupted before: start nothing more
+        changes = list(changes)
         outcomes: list[Outcome | None] = [None] * len(changes)
         errors: list[BaseException] = []
         taken = itertools.count()

@@ -88,18 +88,32 @@ def run(args: argparse.Namespace) -> int:
         print("\nApply cancelled.")
         return 1
     _summary(result.outcomes)
+    _graph_summary(result)
     for o in result.failed:
         print(f"Error: {o.change.key}: {o.change.action.value} failed: {o.message}", file=sys.stderr)
+    for address, why in sorted(result.upstream_blocked.items()):
+        print(f"Error: {address.rsplit('/', 1)[-1]}: not started: {why}", file=sys.stderr)
     if result.unfinished:
         print(f"Error: --wait-timeout reached with {result.unfinished} job(s) still running; "
               "`reconciler jobs --watch` follows them", file=sys.stderr)
     return 0 if result.ok else 1
 
 
+def _graph_summary(result) -> None:
+    """What a job graph left for later: changes waiting for upstream jobs (the next apply, or
+    `apply --wait`, starts them)."""
+    from reconciler.text import clean
+
+    if result.not_started:
+        names = ", ".join(clean(a.rsplit("/", 1)[-1]) for a in sorted(result.not_started))
+        print(f"{len(result.not_started)} change(s) wait for upstream jobs: {names}. "
+              "Run apply again once those have succeeded (or `apply --wait` to wait for them).")
+
+
 def _summary(outcomes: list[Outcome]) -> None:
     from reconciler.plan.model import Action
 
-    done = [o for o in outcomes if o.ok and o.change.action.changes_anything]
+    done = [o for o in outcomes if o.ok and o.change.action.changes_anything and not o.waiting]
     n = {a: sum(1 for o in done if o.change.action is a) for a in Action}
     failed = sum(1 for o in outcomes if not o.ok)
     head = "Apply complete!" if not failed else f"Apply finished with {failed} failed change(s)."

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-HELP = "run validate, plan, apply --wait, re-plan and a replace against an embedded emulator"
+HELP = ("run validate, graph, plan, apply --wait (a three-stage tuning chain included), re-plan and a "
+        "cascading replace against an embedded emulator")
 
 # The example manifests of a source checkout (the demo does not run from an installed wheel).
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -71,12 +72,15 @@ def run(args: argparse.Namespace, cli: Callable[[list[str]], int]) -> int:
                 return code
 
             step("validate the example manifests", ["validate", "manifests"])
-            step("plan: everything is new", ["plan", *common, *flags, "--out", "tfplan.json"])
-            step("apply exactly the saved plan and wait for the jobs",
+            step("the job graph: a three-stage continuous-tuning chain", ["graph", "manifests"])
+            step("plan: everything is new; the later stages wait for the earlier ones",
+                 ["plan", *common, *flags, "--out", "tfplan.json"])
+            step("apply exactly the saved plan; --wait starts each stage once the one before succeeded",
                  ["apply", "tfplan.json", *common, *flags, "--wait", "--poll-interval", "1"])
             step("plan again: nothing to do", ["plan", *common, *flags, "--detailed-exitcode"])
             edited = _edit_one_manifest(work / "manifests")
-            step(f"{edited.name} edited: epochCount changed, so that job is replaced",
+            step(f"{edited.name} edited: epochCount changed, so that job is replaced (and the jobs "
+                 "built from it, once it has succeeded)",
                  ["plan", *common, *flags, "--detailed-exitcode"], ok=(2,))
             step("what state records", ["state", "list", *common])
         finally:

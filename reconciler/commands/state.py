@@ -94,6 +94,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from reconciler.operations import find_entries, read_state
+    from reconciler.text import clean
 
     state, _ = read_state(args.state)
     found = find_entries(state, args.key, args.state)
@@ -120,6 +121,8 @@ def _show(args: argparse.Namespace) -> int:
                 print(f"{'':<{width}}   {name}")
         else:
             print(f"{'history':<{width}} = -")
+        for path, value in sorted(entry.inputs.items()):  # what a job built from others' outputs got
+            print(f"{'input':<{width}} = {clean(path)}: {clean(value)}")
     return 0
 
 

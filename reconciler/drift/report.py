@@ -3,7 +3,9 @@
 `build_report(desired, state, live, plan, ...)` sorts every difference into one of four
 categories and summarises the jobs it saw:
 
-- pending-change: what `plan` would do about a key in the manifests (or is waiting/refusing to do);
+- pending-change: what `plan` would do about a key in the manifests (or is waiting/refusing to do),
+                  and `stale-input`: a job built from another job's output that is no longer that
+                  job's current result (the upstream was re-tuned);
 - out-of-band:    a state job cancelled, failed or expired since the last apply, whose identity
                   labels were changed, or that no longer exists (404);
 - orphan:         a state entry whose key left the manifests (the plan cancels or forgets it);
@@ -47,7 +49,7 @@ CATEGORIES = DRIFT_CATEGORIES
 # Kinds per category; the order is the importance used when a report must be shortened.
 KINDS: dict[str, tuple[str, ...]] = {
     OUT_OF_BAND: ("stray", "gone", "labels-changed", "failed", "expired", "cancelled"),
-    PENDING: ("blocked", "replace", "cancel", "create", "rebase", "adopt", "forget", "waiting"),
+    PENDING: ("blocked", "replace", "cancel", "create", "rebase", "adopt", "forget", "waiting", "stale-input"),
     ORPHAN: ("blocked", "cancel", "forget"),
     UNMANAGED: ("unmanaged",),
 }
@@ -208,6 +210,36 @@ def _change_items(plan: Plan, wanted: dict[str, DesiredJob], live: LiveView) -> 
             reason=change.reason.value, source=desired.source if desired else None,
             field_changes=change.field_changes, tuning_state=_tuning_state(live, change.job.name if change.job else None),
         ))
+    return items
+
+
+def _stale_items(plan: Plan, wanted: dict[str, DesiredJob]) -> list[DriftItem]:
+    """Jobs built from an upstream output that is no longer the upstream's current result."""
+    from reconciler.graph.references import dotted
+    from reconciler.plan.inputs import short_name
+
+    items: list[DriftItem] = []
+    for change in plan.changes:
+        stale = [i for i in change.inputs if i.stale]
+        desired = wanted.get(change.address)
+        if not stale or desired is None or change.action is Action.ADOPT:
+            continue
+        first = stale[0]
+        ups = ", ".join(u.rsplit("/", 1)[-1] for u in first.upstreams)
+        now = f"{ups} now has {short_name(first.value)}" if first.value is not None else f"{ups} is being re-tuned"
+        if change.action.changes_anything:
+            then = "the plan re-tunes it" + (" once the upstream has succeeded" if change.waiting else "")
+        elif change.reason is Reason.UPSTREAM_BLOCKED:
+            then = "not re-tuned: the upstream is blocked"
+        else:
+            then = f"kept (onUpstreamChange={desired.lifecycle.on_upstream_change})"
+        more = f" (and {len(stale) - 1} more field(s))" if len(stale) > 1 else ""
+        items.append(DriftItem(
+            category=PENDING, kind="stale-input", address=change.address, project=change.project,
+            location=change.location, key=change.key,
+            detail=f"{dotted(first.path)} built from {short_name(first.built_from)}, but {now}{more}: {then}",
+            job=change.job.name if change.job else None, state=change.job.state if change.job else None,
+            reason=change.reason.value, source=desired.source))
     return items
 
 
@@ -403,7 +435,7 @@ def build_report(
     desired, state and live (with the same targets)."""
     chosen = set(targets) if targets is not None else None
     wanted = {d.address: d for d in desired}
-    items = _change_items(plan, wanted, live)
+    items = _change_items(plan, wanted, live) + _stale_items(plan, wanted)
     items += [i for i in _out_of_band_items(state, live, wanted) + _stray_items(state, live, plan)
               if targeted(i.address, chosen)]
     if unmanaged is not None and chosen is None:  # unmanaged jobs have no key to target

@@ -37,9 +37,13 @@ class EmulatorAdmin:
         labels: dict[str, str] | None = None,
         state: str | None = None,
         spec: dict[str, Any] | None = None,
+        specs: list[dict[str, Any]] | None = None,
     ) -> list[str]:
-        """Bulk-create jobs; `{n}` in a label value becomes the index. Returns their names."""
-        body: dict[str, Any] = {"parent": parent, "count": count}
+        """Bulk-create jobs; `{n}` in a label value becomes the index. Returns their names.
+        `specs`: one spec per job (their labels kept, `labels` added) instead of `count` alike."""
+        body: dict[str, Any] = {"parent": parent, "count": len(specs) if specs is not None else count}
+        if specs is not None:
+            body["specs"] = specs
         if labels is not None:
             body["labels"] = labels
         if state is not None:

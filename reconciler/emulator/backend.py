@@ -95,6 +95,7 @@ class Backend:
         self._parents: dict[tuple[str, str], _ParentIndex] = {}
         self._models: dict[str, Job] = {}  # model id -> job with the latest version
         self._experiments: dict[str, Job] = {}  # experiment context name -> the first job with it
+        self._versions: dict[tuple[str, int], Job] = {}  # (model id, version) -> the job that made it
         self._events: list[tuple[float, int, str, int]] = []  # (due, tie, job name, generation)
         self._tie = 0
         self._seq = 0
@@ -353,9 +354,42 @@ class Backend:
             project, location = self._parent_key(parent)
             spec = self.decode_job(body, version=version)
             self.validate_spec(spec, version=version)
-            job = self._insert(project, location, spec, self.clock.now())
+            spec, model_id, model_version = self._continued(project, location, spec)
+            job = self._insert(project, location, spec, self.clock.now(), model_id=model_id,
+                               model_version=model_version)
             self._changed()
             return job.resource(version=version)
+
+    def _continued(self, project: str, location: str, spec: dict[str, Any]) -> tuple[dict[str, Any], str | None, int]:
+        """Continuous tuning (`preTunedModel`): the model must come from a SUCCEEDED job of the
+        same project and location. The server fills `preTunedModel.baseModel`; the result is a
+        new version of that model, or a new model (@1) when `tunedModelDisplayName` is set.
+        Returns the spec as stored, and the model id and version the new job produces."""
+        pre = spec.get("preTunedModel")
+        if not pre:
+            return spec, None, 1
+        name = str(pre.get("tunedModelName", ""))
+        where = "tuning_job.pre_tuned_model.tuned_model_name"
+        match = _MODEL_NAME.match(name)
+        if not match:
+            raise err.field_violations([(where, f'Invalid Model resource name "{name}": expected '
+                                                "projects/{project}/locations/{location}/models/{model}@{version}.")])
+        if self.project_number(match.group(1)) != project or match.group(2) != location:
+            raise err.field_violations([(where, f'The Model "{name}" must be in the project and location of '
+                                                f'the tuning job (projects/{project}/locations/{location}).')])
+        model_id, version = match.group(3), match.group(4)
+        latest = self._models.get(model_id)
+        source = latest if version is None or latest is None else self._versions.get((model_id, int(version)))
+        if source is None or source.project != project or source.location != location:
+            raise err.field_violations([(where, f'The Model "{name}" does not exist.')])
+        if source.state != "JOB_STATE_SUCCEEDED":
+            raise err.field_violations([(where, f'The Model "{name}" cannot be tuned further: the tuning job '
+                                                f'that produces it ({source.name}) is {source.state}.')])
+        stored = {**spec, "preTunedModel": {**pre, "baseModel": source.root_base_model}}
+        if spec.get("tunedModelDisplayName"):
+            return stored, None, 1
+        assert latest is not None
+        return stored, model_id, latest.model_version + 1
 
     def _insert(self, project: str, location: str, spec: dict[str, Any], now: float, model_id: str | None = None,
                 model_version: int = 1, endpoint_id: str | None = None, schedule: bool = True) -> Job:
@@ -363,11 +397,6 @@ class Backend:
         self._seq += 1
         tuning = next((spec[k] for k in surface(V1BETA1).tuning_specs if k in spec), {})
         uri = training_data(tuning)
-        pre_tuned = _MODEL_NAME.match(spec.get("preTunedModel", {}).get("tunedModelName", ""))
-        if model_id is None and pre_tuned and pre_tuned.group(3) in self._models:
-            # continuous tuning: a new version of the model it starts from
-            source = self._models[pre_tuned.group(3)]
-            model_id, model_version = source.model_id, source.model_version + 1
         job = Job(
             seq=self._seq,
             id=job_id,
@@ -403,6 +432,7 @@ class Backend:
         if latest is None or latest.model_version <= job.model_version:
             self._models[job.model_id] = job
         self._experiments.setdefault(job.experiment, job)
+        self._versions[(job.model_id, job.model_version)] = job
 
     # -- read --------------------------------------------------------------------------
 
@@ -623,8 +653,12 @@ class Backend:
     # -- admin -------------------------------------------------------------------------
 
     def seed(self, parent: str, count: int, labels: dict[str, str] | None = None, state: str | None = None,
-             spec: dict[str, Any] | None = None) -> list[str]:
-        """Bulk-create `count` jobs; `{n}` in a label value becomes the job's index."""
+             spec: dict[str, Any] | None = None, specs: list[dict[str, Any]] | None = None) -> list[str]:
+        """Bulk-create `count` jobs; `{n}` in a label value becomes the job's index. `specs`:
+        one spec per job instead (count is then their number), e.g. continuous-tuning chains
+        whose jobs each name another job's model; `labels` are added to each spec's own."""
+        if specs is not None:
+            return self._seed_each(parent, specs, labels or {}, state)
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1_000_000:
             raise err.InvalidArgument("seed: count must be an integer from 0 to 1000000.")
         if state is not None and state not in JOB_STATES:
@@ -652,6 +686,35 @@ class Backend:
                 job = self._insert(project, location, job_spec, now, schedule=not forced)
                 if forced:
                     self._force(job, state, now)
+                names.append(job.name)
+            self._changed()
+            return names
+
+    def _seed_each(self, parent: str, specs: Any, labels: dict[str, str], state: str | None) -> list[str]:
+        if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs) or len(specs) > 1_000_000:
+            raise err.InvalidArgument("seed: specs must be a list of TuningJob objects.")
+        if state is not None and state not in JOB_STATES:
+            raise err.InvalidArgument(f"seed: unknown state {state!r}.")
+        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in labels.items()):
+            raise err.InvalidArgument("seed: labels must map strings to strings.")
+        with self.lock:
+            self.tick()
+            project, location = self._parent_key(parent)
+            now = self.clock.now()
+            decoded = []
+            for n, given in enumerate(specs):
+                job_spec = self.decode_job(given)
+                own = {k: v.replace("{n}", str(n)) for k, v in labels.items()}
+                job_spec["labels"] = {**job_spec.get("labels", {}), **own}
+                self.validate_spec(job_spec)
+                decoded.append(job_spec)
+            names = []
+            forced = state is not None and state != "JOB_STATE_PENDING"
+            for job_spec in decoded:
+                job = self._insert(project, location, job_spec, now, schedule=not forced)
+                if forced:
+                    self._force(job, state, now)  # type: ignore[arg-type]
                 names.append(job.name)
             self._changed()
             return names

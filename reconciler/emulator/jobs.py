@@ -72,6 +72,11 @@ class Job:
         return str(self.spec.get("baseModel", ""))
 
     @property
+    def root_base_model(self) -> str:
+        """The base model at the start of a continuous-tuning chain."""
+        return self.base_model or str(self.spec.get("preTunedModel", {}).get("baseModel", ""))
+
+    @property
     def tuned_model_display_name(self) -> str:
         return str(self.spec.get("tunedModelDisplayName", ""))
 

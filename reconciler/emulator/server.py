@@ -22,12 +22,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from reconciler.apischema.versions import Surface, surface
 from reconciler.emulator import exceptions as err
 from reconciler.emulator import responses, store, urls
 from reconciler.emulator.backend import Backend
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.faults import Faults, Stats
-from reconciler.apischema.versions import Surface, surface
 from reconciler.emulator.schema import TUNING_JOB
 from reconciler.model import V1
 
@@ -276,14 +276,15 @@ async def _get_context(app: EmulatorApp, ctx: Context) -> Result:
 
 async def _admin_seed(app: EmulatorApp, ctx: Context) -> Result:
     body = _json(ctx)
-    unknown = set(body) - {"parent", "count", "labels", "state", "spec"}
+    unknown = set(body) - {"parent", "count", "labels", "state", "spec", "specs"}
     if unknown:
         raise err.InvalidArgument(f"seed: unknown field(s) {', '.join(sorted(unknown))}.")
     if not isinstance(body.get("parent"), str):
         raise err.InvalidArgument("seed: parent (projects/P/locations/L) is required.")
     # a big seed takes a second: keep the event loop serving meanwhile
     names = await asyncio.to_thread(
-        app.backend.seed, body["parent"], body.get("count", 1), body.get("labels"), body.get("state"), body.get("spec")
+        app.backend.seed, body["parent"], body.get("count", 1), body.get("labels"), body.get("state"), body.get("spec"),
+        body.get("specs"),
     )
     return Result({"count": len(names), "names": names})
 

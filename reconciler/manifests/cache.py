@@ -23,6 +23,10 @@ from reconciler.files import atomic_write
 from reconciler.manifests.problems import Problem
 from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from reconciler.manifests.loader import FileCheck
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -31,6 +35,7 @@ FILE_NAME = "manifests.json"
 MAX_ENTRIES = 5_000  # files remembered; the least recently checked go first
 # The modules whose code decides what a manifest file yields.
 _SOURCES = ("yaml_reader.py", "validation.py", "loader.py", "problems.py", "cache.py")
+_GRAPH_SOURCES = ("references.py", "graph.py")  # reconciler/graph/: references are checked while loading
 
 
 def default_path() -> Path:
@@ -46,7 +51,7 @@ def fingerprint() -> str:
     digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
     here = Path(__file__).resolve().parent
     for path in [schemas_dir() / MANIFEST_SCHEMA_FILE, here.parent / "model.py",
-                 *(here / name for name in _SOURCES)]:
+                 *(here / name for name in _SOURCES), *(here.parent / "graph" / name for name in _GRAPH_SOURCES)]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -93,15 +98,20 @@ class ManifestCache:
                 and isinstance(data.get("entries"), dict)):
             self._entries = data["entries"]
 
-    def get(self, path: str, text: str, defaults: Defaults) -> tuple[int, list[DesiredJob], list[Problem]] | None:
-        """(documents, jobs, problems) as checked before, or None."""
+    def get(self, path: str, text: str, defaults: Defaults) -> FileCheck | None:
+        """The file's findings as checked before, or None."""
+        from reconciler.manifests.loader import FileCheck
+
         entry = self._entries.get(path)
         if not isinstance(entry, dict) or entry.get("key") != entry_key(path, text, defaults):
             self.misses += 1
             return None
         try:
-            found = (int(entry["documents"]), [_job_from_json(j) for j in entry["jobs"]],
-                     [Problem(*p) for p in entry["problems"]])
+            found = FileCheck(int(entry["documents"]), [_job_from_json(j) for j in entry["jobs"]],
+                              [Problem(*p) for p in entry["problems"]],
+                              {(address, tuple(where)): (line, column)
+                               for (address, where), (line, column) in entry["positions"]},
+                              set(entry["failed_keys"]))
         except (KeyError, TypeError, ValueError):  # a damaged entry: check the file again
             self.misses += 1
             return None
@@ -110,12 +120,14 @@ class ManifestCache:
         self._dirty = True
         return found
 
-    def put(self, path: str, text: str, defaults: Defaults, documents: int, jobs: list[DesiredJob],
-            problems: list[Problem]) -> None:
+    def put(self, path: str, text: str, defaults: Defaults, found: FileCheck) -> None:
         self._entries.pop(path, None)
-        self._entries[path] = {"key": entry_key(path, text, defaults), "documents": documents,
-                               "jobs": [_job_to_json(j) for j in jobs],
-                               "problems": [[p.file, p.line, p.column, p.path, p.message] for p in problems]}
+        self._entries[path] = {"key": entry_key(path, text, defaults), "documents": found.documents,
+                               "jobs": [_job_to_json(j) for j in found.jobs],
+                               "problems": [[p.file, p.line, p.column, p.path, p.message] for p in found.problems],
+                               "positions": [[[address, list(where)], list(pos)]
+                                             for (address, where), pos in found.positions.items()],
+                               "failed_keys": sorted(found.failed_keys)}
         self._dirty = True
 
     def save(self) -> None:

@@ -11,18 +11,20 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
 from reconciler.defaults import DEFAULT_MANIFEST_PATH, LOCATION_ENV, PROJECT_ENV
 from reconciler.errors import ManifestError
-from reconciler.manifests.problems import Problem
+from reconciler.graph.graph import build_graph
+from reconciler.graph.references import walk_strings
+from reconciler.manifests.problems import Problem, dotted
+from reconciler.manifests.validation import check_document, fast_validator, is_manifest, rest_version
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from reconciler.manifests.cache import ManifestCache
-from reconciler.manifests.validation import check_document, fast_validator, is_manifest, rest_version
 from reconciler.manifests.yaml_reader import ABORTED, Document, iter_documents
 from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
 
@@ -123,6 +125,7 @@ def _lifecycle(raw: Mapping[str, Any] | None) -> Lifecycle:
         on_base_model_change=raw.get("onBaseModelChange", default.on_base_model_change),
         prevent_cancel=bool(raw.get("preventCancel", default.prevent_cancel)),
         ignore_drift=tuple(raw.get("ignoreDrift", default.ignore_drift)),
+        on_upstream_change=raw.get("onUpstreamChange", default.on_upstream_change),
     )
 
 
@@ -150,13 +153,20 @@ def _desired(doc: Document, project: str, location: str) -> DesiredJob:
                       source=SourcePos(doc.file, line, column), api_version=rest_version(data))
 
 
+Where = tuple[str, tuple]  # (address, path in the document)
+
+
 @dataclass
 class FileCheck:
-    """One file's findings: documents counted, jobs that passed, problems in file order."""
+    """One file's findings: documents counted, jobs that passed, problems in file order.
+    `positions`: where each string holding `${` stands, for the graph's problems;
+    `failed_keys`: names of documents that failed (references to them are not "unknown")."""
 
     documents: int
     jobs: list[DesiredJob]
     problems: list[Problem]
+    positions: dict[Where, tuple[int, int]] = field(default_factory=dict)
+    failed_keys: set[str] = field(default_factory=set)
 
 
 def check_file(path: str, defaults: Defaults) -> FileCheck:
@@ -168,6 +178,7 @@ def check_file(path: str, defaults: Defaults) -> FileCheck:
     count = 0
     jobs: list[DesiredJob] = []
     problems: list[Problem] = []
+    result = FileCheck(0, jobs, problems)
     documents = iter_documents(text, path, problems)
     stopped = False
     try:
@@ -179,6 +190,12 @@ def check_file(path: str, defaults: Defaults) -> FileCheck:
                 job = _check_document(doc, defaults, problems)
                 if job is not None:
                     jobs.append(job)
+                    for where, _ in walk_strings(job.spec, ("spec",)):
+                        result.positions[(job.address, where)] = doc.values.get(where, doc.start)
+                elif isinstance(doc.data, dict) and isinstance(doc.data.get("metadata"), dict):
+                    name = doc.data["metadata"].get("name")
+                    if isinstance(name, str):
+                        result.failed_keys.add(name)
             if len(problems) >= MAX_PROBLEMS_PER_FILE:
                 stopped = True
                 break
@@ -190,7 +207,8 @@ def check_file(path: str, defaults: Defaults) -> FileCheck:
     if stopped:
         problems.append(Problem(path, 0, 0, "", f"{len(problems)} problems in this file; "
                                                 "stopped reading it there"))
-    return FileCheck(count, jobs, problems)
+    result.documents = count
+    return result
 
 
 def _check_document(doc: Document, defaults: Defaults, problems: list[Problem]) -> DesiredJob | None:
@@ -242,12 +260,12 @@ def _check_files(files: Sequence[str], defaults: Defaults, workers: int | None,
             if found is None:
                 texts[i] = text
             else:
-                results[i] = FileCheck(*found)
+                results[i] = found
     todo = [i for i, r in enumerate(results) if r is None]
     for i, result in zip(todo, _parse_files([files[i] for i in todo], defaults, workers)):
         results[i] = result
         if cache is not None and i in texts:
-            cache.put(files[i], texts[i], defaults, result.documents, result.jobs, result.problems)
+            cache.put(files[i], texts[i], defaults, result)
     return results  # type: ignore[return-value]
 
 
@@ -296,6 +314,8 @@ def check(paths: Sequence[str] | None, defaults: Defaults = Defaults(), workers:
     files, problems = find_files(paths)
     count = 0
     jobs: list[DesiredJob] = []
+    positions: dict[Where, tuple[int, int]] = {}
+    failed: set[str] = set()
     results = _check_files(files, defaults, workers, cache)
     if cache is not None:
         cache.save()
@@ -303,8 +323,25 @@ def check(paths: Sequence[str] | None, defaults: Defaults = Defaults(), workers:
         count += result.documents
         jobs.extend(result.jobs)
         problems.extend(result.problems)
+        positions.update(result.positions)
+        failed |= result.failed_keys
     jobs, duplicates = _unique_keys(jobs)
-    return CheckResult(files, count, jobs, problems + duplicates)
+    return CheckResult(files, count, jobs, problems + duplicates + _graph_problems(jobs, positions, failed))
+
+
+def _graph_problems(jobs: list[DesiredJob], positions: dict[Where, tuple[int, int]],
+                    failed: set[str]) -> list[Problem]:
+    """References across the manifests: unknown keys, outputs that are none, self-references
+    and cycles, each at the string that holds the reference."""
+    by_address = {j.address: j for j in jobs}
+    out: list[Problem] = []
+    for p in build_graph(jobs).problems:
+        if p.unknown and p.unknown in failed:
+            continue  # that document has its own problems; it is not missing
+        job = by_address[p.address]
+        line, column = positions.get((p.address, p.path), (job.source.line, job.source.column))
+        out.append(Problem(job.source.file, line, column, dotted(p.path), p.message))
+    return sorted(out, key=lambda q: (q.file, q.line, q.column))
 
 
 def load_desired(paths: Sequence[str] | None, defaults: Defaults = Defaults(),

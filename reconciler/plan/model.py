@@ -48,6 +48,40 @@ class Reason(str, Enum):
     KEY_REMOVED_FINISHED = "key-removed-finished"
     KEY_REMOVED_GONE = "key-removed-gone"
     KEY_MOVED = "key-moved"  # the old address's job is now tracked under a new address
+    UPSTREAM_CHANGED = "upstream-changed"  # a job it uses the output of was re-tuned
+    UPSTREAM_BLOCKED = "upstream-blocked"  # a job it uses the output of failed, expired or was cancelled
+
+
+@dataclass(frozen=True)
+class Input:
+    """A spec field of the change's job that uses other jobs' outputs (`${jobs.KEY.OUTPUT}`).
+
+    `template` spells every reference as the full address it names; `value` is the string the
+    field gets (None: known only once the upstream jobs have succeeded); `built_from` is what
+    the current job was created with (from state, else the live job), None without a job."""
+
+    path: tuple[str | int, ...]  # in the spec, e.g. ("preTunedModel", "tunedModelName")
+    template: str
+    upstreams: tuple[str, ...]
+    value: str | None = None
+    built_from: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        """The current job was built from something other than what the field gets now."""
+        return self.built_from is not None and self.built_from != self.value
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": list(self.path), "template": self.template, "upstreams": list(self.upstreams),
+                               "value": self.value}
+        if self.built_from is not None:
+            out["builtFrom"] = self.built_from
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Input":
+        return cls(tuple(data["path"]), data["template"], tuple(data.get("upstreams", ())), data.get("value"),
+                   data.get("builtFrom"))
 
 
 @dataclass(frozen=True)
@@ -94,6 +128,9 @@ class Change:
     `job` is the live job acted on (cancelled, replaced, rebased from, adopted, forgotten).
     `api_version`: the REST version apply goes through (the manifest's; for a key that left
     the manifests, the one state recorded).
+    `inputs`: the fields that use other jobs' outputs. `waits_for`: upstream addresses that have
+    not succeeded yet; a create or replace with any runs only once they have (then `after`
+    still holds their references, and `spec_hash` is None until apply resolves them).
     """
 
     address: str
@@ -110,6 +147,12 @@ class Change:
     spec_hash: str | None = None
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     api_version: str = V1
+    inputs: tuple[Input, ...] = ()
+    waits_for: tuple[str, ...] = ()
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.waits_for) and self.action.starts_a_job
 
     @property
     def parent(self) -> str:
@@ -128,8 +171,14 @@ class Change:
                 "onSpecChange": self.lifecycle.on_spec_change, "onFailure": self.lifecycle.on_failure,
                 "onBaseModelChange": self.lifecycle.on_base_model_change,
                 "preventCancel": self.lifecycle.prevent_cancel,
+                "onUpstreamChange": self.lifecycle.on_upstream_change,
             },
         }
+        # Only for jobs built from other jobs' outputs: plans without references stay as they were.
+        if self.inputs:
+            out["inputs"] = [i.to_json() for i in self.inputs]
+        if self.waits_for:
+            out["waitsFor"] = list(self.waits_for)
         return out
 
     @classmethod
@@ -152,7 +201,10 @@ class Change:
                 on_spec_change=lc.get("onSpecChange", "replace"), on_failure=lc.get("onFailure", "report"),
                 on_base_model_change=lc.get("onBaseModelChange", "retune"),
                 prevent_cancel=bool(lc.get("preventCancel", False)),
+                on_upstream_change=lc.get("onUpstreamChange", "retune"),
             ),
+            inputs=tuple(Input.from_json(i) for i in data.get("inputs", ())),
+            waits_for=tuple(data.get("waitsFor", ())),
         )
 
 
@@ -192,7 +244,9 @@ class Plan:
         line = (f"Plan: {n['create']} to create, {n['replace']} to replace, {n['cancel']} to cancel, "
                 f"{n['rebase']} to rebase.")
         extra = [f"{n[a]} to {a}" for a in ("adopt", "forget") if n[a]]
-        return line[:-1] + (", " + ", ".join(extra) + "." if extra else ".")
+        waiting = sum(1 for c in self.changes if c.waiting)
+        tail = f" ({waiting} waiting for upstream jobs to succeed)" if waiting else ""
+        return line[:-1] + (", " + ", ".join(extra) if extra else "") + tail + "."
 
     def to_json(self) -> dict[str, Any]:
         return {

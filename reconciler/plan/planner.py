@@ -17,8 +17,19 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from reconciler.apischema.normalize import normalize_spec, normalized_hash
+from reconciler.graph.graph import Field, build_graph
+from reconciler.graph.references import set_paths
 from reconciler.model import ACTIVE_STATES, FAILED_STATES, V1, DesiredJob, Lifecycle, short_state, targeted
 from reconciler.plan.differ import FieldChange, diff_spec, only_base_model_changed
+from reconciler.plan.inputs import (
+    UpstreamResult,
+    built_values,
+    change_result,
+    inputs_for,
+    only_inputs_changed,
+    resolve,
+    short_name,
+)
 from reconciler.plan.live import LiveJob, LiveView
 from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
 from reconciler.state.model import State, StateEntry
@@ -32,27 +43,37 @@ def plan(
 ) -> Plan:
     """Decide what to do about every key in the manifests or the state.
 
-    `targets` (keys or project/location/key addresses) limits the plan to those keys.
+    Keys are planned, and listed, in the order of the job graph (a job after the jobs whose
+    outputs it uses; otherwise by address), so that each job sees what its upstream jobs
+    will have. `targets` (keys or project/location/key addresses) limits the plan to those
+    keys and the jobs they use the outputs of, as Terraform's -target does.
     """
     wanted = {d.address: d for d in desired}
-    addresses = sorted(set(wanted) | set(state.entries))
+    graph = build_graph(desired, also=state.entries)
     changes: list[Change] = []
-    problems: list[PlanProblem] = []
-    for address in addresses:
+    problems: list[PlanProblem] = [PlanProblem(p.address, p.message) for p in graph.problems]
+    results: dict[str, UpstreamResult] = {}
+    for address in graph.order:
         entry = state.entries.get(address)
         d = wanted.get(address)
-        change, problem = (
-            _plan_desired(d, entry, live) if d is not None else _plan_removed(entry, live)  # type: ignore[arg-type]
-        )
+        if d is None:
+            change, problem = _plan_removed(entry, live)  # type: ignore[arg-type]
+        elif address in graph.fields:
+            change, problem = _plan_with_inputs(d, entry, live, graph.fields[address], results)
+        else:
+            change, problem = _plan_desired(d, entry, live)
         changes.append(change)
         if problem:
             problems.append(PlanProblem(address, problem))
+        if d is not None and address in graph.downstreams:
+            results[address] = change_result(change, live)
     # Every key is planned, targeted or not, so that a targeted change can see a job claimed elsewhere.
     changes, problems = _one_address_per_job(changes, problems, wanted, state)
     if targets is not None:
         chosen = set(targets)
-        changes = [c for c in changes if targeted(c.address, chosen)]
-        kept = {c.address for c in changes}
+        kept = {c.address for c in changes if targeted(c.address, chosen)}
+        kept |= graph.transitive_upstreams(kept)
+        changes = [c for c in changes if c.address in kept]
         problems = [p for p in problems if p.address in kept]
     return Plan(changes=changes, problems=problems, lineage=state.lineage, serial=state.serial)
 
@@ -146,9 +167,11 @@ def _billed_untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -
 
 
 def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
-                  passed_over: frozenset[str] = frozenset()) -> tuple[Change, str | None]:
+                  passed_over: frozenset[str] = frozenset(), inputs: tuple = ()) -> tuple[Change, str | None]:
     after = normalize_spec(d.spec)
     base = _base(d, after)
+    if inputs:
+        base["inputs"] = inputs
 
     current = live.job(entry.job_name) if entry is not None and entry.job_name else None
     if current is not None and current.state in ACTIVE_STATES and not passed_over:
@@ -156,7 +179,7 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
         # one would leave the other running, untracked and unreported.
         strays = _billed_untracked(d, entry, live)
         if strays:
-            change, other = _plan_desired(d, entry, live, frozenset(j.name for j in strays))
+            change, other = _plan_desired(d, entry, live, frozenset(j.name for j in strays), inputs)
             names = ", ".join(f"{j.name} ({j.short_state})" for j in strays)
             return change, (f"{other}; " if other else "") + (
                 f"another active job carries this key's labels besides the tracked {current.name} "
@@ -269,3 +292,81 @@ def _plan_removed(entry: StateEntry, live: LiveView) -> tuple[Change, str | None
     return Change(action=Action.FORGET, reason=Reason.KEY_REMOVED_FINISHED,
                   detail=f"key left the manifests; job {job.short_state}: forgetting it (nothing is deleted)",
                   before=before, job=ref, **base), None
+
+
+def _plan_with_inputs(d: DesiredJob, entry: StateEntry | None, live: LiveView, fields: tuple[Field, ...],
+                      results: dict[str, UpstreamResult]) -> tuple[Change, str | None]:
+    """A job whose spec uses other jobs' outputs: planned with what they resolve to now.
+    Nothing that starts a job is planned from a missing value: while an upstream has not
+    succeeded the create or replace waits for it; if it failed, the job is blocked."""
+    res = resolve(fields, results)
+    current = live.job(entry.job_name) if entry is not None and entry.job_name else None
+    built = built_values(fields, entry.inputs if entry is not None else {}, current)
+    inputs = inputs_for(fields, res, built)
+    if d.lifecycle.on_upstream_change == "keep" and current is not None and all(
+            built.get(f.path) is not None or not f.upstreams for f in fields):
+        # Compare as built: a re-tuned upstream alone does not replace this job.
+        as_built = {f.path: built[f.path] if f.upstreams else res.values[f.path] for f in fields}
+        kept_spec = set_paths(d.spec, as_built)  # type: ignore[arg-type]
+        change, problem = _plan_desired(_with_spec(d, kept_spec), entry, live, inputs=inputs)
+        if not change.action.starts_a_job:
+            if change.action is Action.ADOPT:
+                change = replace(change, inputs=_adopted(change, inputs, live))
+            stale = [i for i in inputs if i.stale]
+            if stale and change.reason is Reason.UNCHANGED:
+                change = replace(change, reason=Reason.UPSTREAM_CHANGED,
+                                 detail=f"{change.detail}; kept as built (onUpstreamChange=keep): {_built(stale)}")
+            return change, problem
+    fresh = set_paths(d.spec, res.values)
+    change, problem = _plan_desired(_with_spec(d, fresh), entry, live, inputs=inputs)
+    if change.action is Action.ADOPT:
+        change = replace(change, inputs=_adopted(change, inputs, live))
+    if not change.action.starts_a_job:
+        return change, problem
+    verb = change.action.value
+    if res.blocked:
+        why = "; ".join(res.blocked[a] for a in sorted(res.blocked))
+        return replace(change, action=Action.NOOP, reason=Reason.UPSTREAM_BLOCKED, spec_hash=None,
+                       detail=f"cannot {verb}: {why}"), problem
+    stale = [i for i in inputs if i.stale]
+    upstream_only = change.action is Action.REPLACE and only_inputs_changed(change)
+    if res.pending:
+        waits = tuple(sorted(res.pending))
+        names = ", ".join(a.rsplit("/", 1)[-1] for a in waits)
+        detail = (f"upstream re-tuned: {_built(stale)}" if upstream_only and stale else change.detail)
+        return replace(change, waits_for=waits, spec_hash=None,
+                       reason=Reason.UPSTREAM_CHANGED if upstream_only else change.reason,
+                       detail=f"{detail}; waits for {names} to succeed"), problem
+    if upstream_only:
+        return replace(change, reason=Reason.UPSTREAM_CHANGED,
+                       detail=f"upstream re-tuned: {_built(stale)} (create a new job; the old one stays as history)"
+                       if stale else change.detail), problem
+    return change, problem
+
+
+def _with_spec(d: DesiredJob, spec: dict) -> DesiredJob:
+    return DesiredJob(d.key, d.project, d.location, spec, d.lifecycle, d.source)
+
+
+def _adopted(change: Change, inputs: tuple, live: LiveView) -> tuple:
+    """An adopted job keeps what it was created with: that is what state records."""
+    if change.job is None:
+        return inputs
+    from reconciler.graph.references import get_path
+
+    job = live.job(change.job.name)
+    raw = job.raw if job is not None else {}
+    return tuple(replace(i, value=v if isinstance(v := get_path(raw, i.path), str) else i.value) for i in inputs)
+
+
+def _built(stale: list) -> str:
+    from reconciler.graph.references import dotted
+
+    def now(i) -> str:
+        ups = ", ".join(u.rsplit("/", 1)[-1] for u in i.upstreams)
+        return (f"upstream {ups} now {short_name(i.value)}" if i.value is not None
+                else f"upstream {ups} is being re-tuned")
+
+    first = stale[0]
+    more = f" (and {len(stale) - 1} more field(s))" if len(stale) > 1 else ""
+    return f"{dotted(first.path)} built from {short_name(first.built_from)}, {now(first)}{more}"

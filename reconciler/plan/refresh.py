@@ -21,7 +21,9 @@ from reconciler.state.model import State
 # The biggest page the API serves (larger values are lowered): the fewest round trips.
 LIST_PAGE_SIZE = 1000
 # Output-only fields the planner reads (LiveJob); the settable ones come from the snapshot.
-_PLAN_OUTPUT_FIELDS = ("name", "state", "labels", "createTime", "updateTime", "endTime", "error")
+# `tunedModel(model,endpoint)`: the outputs other jobs' references use (not its checkpoints).
+_PLAN_OUTPUT_FIELDS = ("name", "state", "labels", "createTime", "updateTime", "endTime", "error",
+                       "tunedModel(model,endpoint)")
 
 
 @lru_cache(maxsize=2)

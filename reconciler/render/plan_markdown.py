@@ -9,6 +9,7 @@ from typing import Any
 from reconciler.model import short_state
 from reconciler.plan.differ import ABSENT
 from reconciler.plan.model import Action, Plan, Reason
+from reconciler.render.graph import plan_mermaid
 from reconciler.render.markdown import DEFAULT_BUDGET, Document, Table
 
 PLAN_MARKER = "<!-- tuning-reconciler:plan -->"
@@ -25,6 +26,16 @@ def _flatten(value: Any, path: str = "") -> list[tuple[str, Any]]:
     if isinstance(value, dict) and value:
         return [leaf for k, v in sorted(value.items()) for leaf in _flatten(v, f"{path}.{k}" if path else k)]
     return [(path, value)]
+
+
+def _known_after(change, path: str) -> str | None:
+    """`(known after KEY succeeds)` for a field a waiting change cannot fill in yet."""
+    if change is None:
+        return None
+    from reconciler.graph.references import dotted
+    from reconciler.plan.inputs import known_after_text
+
+    return next((known_after_text(i) for i in change.inputs if i.value is None and dotted(i.path) == path), None)
 
 
 def _where(project: str, location: str) -> str:
@@ -54,10 +65,14 @@ def render_plan_markdown(plan: Plan, limit: int = DEFAULT_BUDGET, hint: str = PL
                 short_state(c.job.state if c.job else None), c.detail) for c in notes], priority=2),
     ]
     fields: list[tuple[str, str, str, str]] = []
+    by_key = {c.key: c for c in actionable if c.waiting}
     for c in actionable:
         if c.field_changes:
             fields += [(c.key, fc.path, _value(fc.before), _value(fc.after)) for fc in c.field_changes]
         elif c.action is Action.CREATE and c.after:
             fields += [(c.key, path, "(unset)", _value(v)) for path, v in _flatten(c.after)]
+    fields = [(k, path, before, _known_after(by_key.get(k), path) or after) for k, path, before, after in fields]
     tables.append(Table("Field changes", ("Key", "Field", "Before", "After"), fields, priority=3, collapsed=True))
-    return Document(head=head, tables=tables, hint=hint).render(limit)
+    graph = plan_mermaid(plan.changes)
+    tail = ["#### Job graph", "", "```mermaid", *graph, "```", ""] if graph else []
+    return Document(head=head, tables=tables, hint=hint, tail=tail).render(limit)

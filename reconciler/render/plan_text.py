@@ -41,22 +41,35 @@ def _flatten(value: Any, path: str = "") -> list[tuple[str, Any]]:
     return [(path, value)]
 
 
+def _pending_values(change: Change) -> dict[str, str]:
+    """Field path -> `(known after KEY succeeds)` for the fields a waiting change cannot fill yet."""
+    from reconciler.graph.references import dotted
+    from reconciler.plan.inputs import known_after_text
+
+    return {dotted(i.path): known_after_text(i) for i in change.inputs if i.value is None}
+
+
 def render_change(change: Change, style: Style) -> list[str]:
     sym = SYMBOLS[change.action]
     color = COLORS[change.action]
     where = f"{change.project}/{change.location}"
-    lines = [f"  {style.bold('# ' + clean(change.key))} ({clean(where)}) {PHRASES[change.action]}"]
+    after = (f" once {' and '.join(clean(u.rsplit('/', 1)[-1]) for u in change.waits_for)} "
+             f"{'has' if len(change.waits_for) == 1 else 'have'} succeeded"
+             if change.waiting else "")
+    lines = [f"  {style.bold('# ' + clean(change.key))} ({clean(where)}) {PHRASES[change.action]}{after}"]
     head = f"  {style(color, sym)} {clean(change.key)}"
     if change.job is not None:
         head += f"  {clean(change.job.name)} [{clean(short_state(change.job.state))}]"
     lines.append(head)
     lines.append(f"      reason: {clean(change.detail)}")
+    pending = _pending_values(change) if change.inputs else {}
     if change.field_changes:
         for fc in change.field_changes:
-            lines.append(f"      {style('33', '~')} {clean(fc.path)}: {_value(fc.before)} -> {_value(fc.after)}")
+            new = pending[fc.path] if fc.path in pending else _value(fc.after)
+            lines.append(f"      {style('33', '~')} {clean(fc.path)}: {_value(fc.before)} -> {clean(new)}")
     elif change.action is Action.CREATE and change.after:
         for path, value in _flatten(change.after):
-            lines.append(f"      {style('32', '+')} {clean(path)}: {_value(value)}")
+            lines.append(f"      {style('32', '+')} {clean(path)}: {clean(pending.get(path) or _value(value))}")
     return lines
 
 

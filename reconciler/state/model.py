@@ -39,6 +39,9 @@ class StateEntry:
     imported: bool = False
     # The REST version the job was created (and is read and cancelled) through; None: v1.
     api_version: str | None = None
+    # Values the job was created with for spec fields that use other jobs' outputs
+    # (`${jobs.KEY.OUTPUT}`): spec path -> the string sent. Empty for jobs without references.
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -95,6 +98,10 @@ def entry_to_dict(entry: StateEntry) -> dict[str, Any]:
         del data["imported"]  # written only when set, so older state readers are not tripped
     if entry.api_version is None:
         del data["api_version"]  # likewise: v1 entries look as they always did
+    if not entry.inputs:
+        del data["inputs"]  # likewise: jobs without references
+    else:
+        data["inputs"] = dict(entry.inputs)
     return data
 
 
@@ -124,6 +131,12 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
     api_version = data.get("api_version")
     if api_version is not None and api_version != V1BETA1:
         raise StateError(f"{where}.api_version: expected {V1BETA1!r} or null, got {_kind(api_version)}")
+    inputs = data.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise StateError(f"{where}.inputs: expected an object, got {_kind(inputs)}")
+    for path, value in inputs.items():
+        if not isinstance(value, str):
+            raise StateError(f"{where}.inputs[{json.dumps(path)}]: expected a string, got {_kind(value)}")
     flags = {name: data.get(name, False) for name in ("prevent_cancel", "imported")}
     for name, value in flags.items():
         if not isinstance(value, bool):
@@ -134,6 +147,7 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
         location=data["location"],
         history=list(history),
         api_version=api_version,
+        inputs=dict(inputs),
         **flags,
         **{name: data.get(name) for name in _OPTIONAL_STR_FIELDS},
     )

@@ -92,3 +92,14 @@ def test_startup_bench(readme: Path) -> None:
     f = run_quick("startup_bench.py", readme)
     assert f["runs"] == 5 and 0 < f["python_alone_median_ms"] <= f["help_median_ms"]
     assert f"{f['help_median_ms']:.0f} ms" in section(readme, "startup")
+
+
+@pytest.mark.slow
+def test_graph_bench(readme: Path) -> None:
+    f = run_quick("graph_bench.py", readme)
+    assert f["correct"] and f["jobs"] == 200 and f["chains"] == 50
+    assert f["plan_summaries"] == {"independent": "No changes.", "chains": "No changes."}
+    assert f["requests"]["independent"] == f["requests"]["chains"] == {"list": 1}  # references cost no request
+    assert f["independent_plan_seconds"] > 0 and f["chains_plan_seconds"] > 0 and f["ratio"] > 0
+    written = section(readme, "graph")
+    assert "50 chains of 4" in written and f"{f['ratio']:.2f}x" in written

@@ -16,13 +16,17 @@ def test_demo_runs_the_whole_loop_and_keeps_its_files(capsys):
     assert main(["demo", "--no-color", "--job-duration", "1"]) == 0
     out = capsys.readouterr().out
     steps = [line for line in out.splitlines() if line.startswith("==> reconciler ")]
-    assert [s.split()[2] for s in steps][:2] == ["validate", "plan"]
-    # every example: 7 jobs through v1, 8 through v1beta1 (one per v1beta1 tuning spec)
-    assert "Plan: 15 to create, 0 to replace, 0 to cancel, 0 to rebase." in out
-    assert "Apply complete! Jobs: 15 created" in out
+    assert [s.split()[2] for s in steps][:3] == ["validate", "graph", "plan"]
+    assert re.search(r"stage 3  support-bot-billing +uses support-bot-continued.tunedModel.model", out)
+    assert "Plan: 17 to create, 0 to replace, 0 to cancel, 0 to rebase (2 waiting for upstream jobs to succeed)." in out
+    # the saved plan's chain runs to the end under --wait, each stage after the one before
+    assert out.index("support-bot-general: SUCCEEDED") < out.index("support-bot-continued: created") \
+        < out.index("support-bot-continued: SUCCEEDED") < out.index("support-bot-billing: created")
+    assert "Apply complete! Jobs: 17 created" in out
     assert re.search(r"^faq-distilled: SUCCEEDED -> endpoint projects/", out, re.M)
     assert "No changes." in out
-    assert "Plan: 0 to create, 1 to replace, 0 to cancel, 0 to rebase." in out
+    # the edit re-tunes the chain's first stage, so the two stages built from it follow
+    assert "Plan: 0 to create, 3 to replace, 0 to cancel, 0 to rebase (2 waiting for upstream jobs to succeed)." in out
     # a key in two locations is always named with its location
     assert "faq-bot-en (europe-west4): created projects/" in out
     assert re.search(r"^faq-bot-en \(us-central1\): SUCCEEDED -> endpoint projects/", out, re.M)

@@ -16,7 +16,7 @@ from reconciler.apischema.generated import manifest_schema as load_manifest_sche
 from reconciler.apischema.normalize import spec_hash
 from reconciler.model import Lifecycle
 from reconciler.plan.differ import FieldChange
-from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
+from reconciler.plan.model import Action, Change, Input, JobRef, Plan, PlanProblem, Reason
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "plan.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -166,7 +166,8 @@ def test_plan_json_of_every_kind_of_change_matches_the_schema(world):
     assert changes["rebased"]["fieldChanges"] == [{"path": "baseModel", "before": "gemini-2.5-flash",
                                                    "after": "gemini-2.5-pro"}]
     assert changes["rebased"]["lifecycle"] == {"onSpecChange": "replace", "onFailure": "report",
-                                               "onBaseModelChange": "rebase", "preventCancel": False}
+                                               "onBaseModelChange": "rebase", "preventCancel": False,
+                                               "onUpstreamChange": "retune"}
     assert changes["adopted"]["job"]["name"] == ws.adopted_job
     assert changes["broken"]["job"]["state"] == "JOB_STATE_FAILED"
     # The same world planned again, and `--format json`, give the same document.
@@ -329,7 +330,18 @@ def every_pair() -> list[Change]:
         change(Action.NOOP, Reason.WAITING_FOR_ACTIVE),
         change(Action.NOOP, Reason.SPEC_CHANGED, lifecycle=Lifecycle(on_spec_change="fail")),
         change(Action.NOOP, Reason.KEY_REMOVED_ACTIVE, lifecycle=Lifecycle(prevent_cancel=True), **removed),
+        # Job graphs: a job built from another job's output.
+        change(Action.REPLACE, Reason.UPSTREAM_CHANGED, inputs=(UPSTREAM_INPUT,), waits_for=("p/l/base",),
+               spec_hash=None, field_changes=(FieldChange("preTunedModel.tunedModelName", "m@1", "${x}"),)),
+        change(Action.NOOP, Reason.UPSTREAM_CHANGED, inputs=(UPSTREAM_INPUT,),
+               lifecycle=Lifecycle(on_upstream_change="keep")),
+        change(Action.NOOP, Reason.UPSTREAM_BLOCKED, before=None, job=None, spec_hash=None,
+               inputs=(UPSTREAM_INPUT,)),
     ]
+
+
+UPSTREAM_INPUT = Input(("preTunedModel", "tunedModelName"), "${jobs.p/l/base.tunedModel.model}", ("p/l/base",),
+                       None, "projects/1/locations/l/models/2@1")
 
 
 def test_every_action_and_reason_the_planner_makes_validates():

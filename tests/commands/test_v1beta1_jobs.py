@@ -56,6 +56,11 @@ def test_every_example_applies_then_plans_no_changes(ws):
     requests, versions = stats_delta(ws, lambda: ws.plan("--detailed-exitcode"))
     # One list per project+location: us-central1 through v1beta1 (it has v1beta1 jobs), europe-west4 through v1.
     assert requests == {"list": 2} and versions == {"v1beta1": 1, "v1": 1}
+    # The continuous-tuning chain's later stages wait for the ones before them to succeed.
+    for _ in range(2):
+        assert "waiting for upstream jobs to succeed" in ws.plan().out
+        ws.admin.advance(10)
+        assert ws.apply().code == 0
     assert ws.plan("--detailed-exitcode").code == 0
     ws.admin.advance(10)  # all SUCCEEDED; the server filled in the hyperparameters it chose
     again = ws.plan("--detailed-exitcode")

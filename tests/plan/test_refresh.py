@@ -40,7 +40,10 @@ def test_partial_list_keeps_what_the_planner_reads(emulator: RunningEmulator, ad
     for name, job in full.items():
         assert "tunedModel" in job and "tuningDataStats" in job  # bulky output-only parts exist...
         slim = partial[name]
-        assert "tunedModel" not in slim and "tuningDataStats" not in slim  # ...and are not sent
+        assert "tuningDataStats" not in slim  # ...and are not sent
+        # Of the tuned model only what references use (`${jobs.KEY.tunedModel.model}`), not its checkpoints.
+        assert "checkpoints" in job["tunedModel"]
+        assert slim.pop("tunedModel") == {k: job["tunedModel"][k] for k in ("model", "endpoint")}
         assert slim == {k: v for k, v in job.items() if k in slim}
         assert normalize_spec(slim) == normalize_spec(job)  # the diff sees the same spec
         assert LiveJob.from_api(slim) == LiveJob.from_api(job)  # same state, labels, times

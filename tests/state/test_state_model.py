@@ -114,6 +114,8 @@ def test_wrong_shape_top_level(mutate, message: str) -> None:  # type: ignore[no
         ("history", "x", r"\.history: expected a list"),
         ("history", ["ok", 3], r"\.history\[1\]: expected a string"),
         ("prevent_cancel", "yes", r"\.prevent_cancel: expected true or false, got a string"),
+        ("inputs", ["a"], r"\.inputs: expected an object, got a list"),
+        ("inputs", {"preTunedModel.tunedModelName": 3}, r'\.inputs\["preTunedModel.tunedModelName"\]: expected a string'),
         ("surprise", 1, r": unknown field\(s\) surprise"),
         ("location", "elsewhere", r": address does not match its entry \(my-proj/elsewhere/support-bot-sft\)"),
     ],
@@ -128,6 +130,21 @@ def test_wrong_shape_entry_names_the_field(field: str, value: object, message: s
 def test_older_entry_without_prevent_cancel_reads_as_false() -> None:
     e = entry_from_dict({"key": "k", "project": "p", "location": "l"}, "here")
     assert e == StateEntry(key="k", project="p", location="l") and e.prevent_cancel is False
+
+
+def test_inputs_are_written_only_when_set_and_older_entries_load_without_them() -> None:
+    """A job built from other jobs' outputs records what it was created with; other entries
+    (and older state files) have no `inputs` field at all."""
+    plain = _entry(job_name="projects/1/locations/us-central1/tuningJobs/9")
+    built = _entry(key="down", job_name="projects/1/locations/us-central1/tuningJobs/10",
+                   inputs={"preTunedModel.tunedModelName": "projects/1/locations/us-central1/models/5@1"})
+    state = State(entries={e.address: e for e in (plain, built)})
+    doc = json.loads(state_to_json(state))
+    assert "inputs" not in doc["entries"][plain.address]
+    assert doc["entries"][built.address]["inputs"] == built.inputs
+    assert state_from_json(state_to_json(state), "s.json") == state
+    older = entry_from_dict({"key": "k", "project": "p", "location": "l", "job_name": "j"}, "here")
+    assert older.inputs == {}
 
 
 def test_missing_required_entry_field() -> None:
@@ -156,6 +173,7 @@ _entries = st.builds(
     StateEntry, key=_names, project=_names, location=_names, job_name=_opt, spec_hash=_opt,
     job_state=_opt, update_time=_opt, request_id=_opt, history=st.lists(st.text(max_size=30), max_size=4),
     prevent_cancel=st.booleans(),
+    inputs=st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=2),
 )
 
 
