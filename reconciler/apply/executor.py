@@ -93,6 +93,8 @@ class Executor:
         # Vertex AI's submission quota is per project and region: so is each pacer.
         self._pacers: dict[tuple[str, str], Pacer] = {}
         self._lock = threading.Lock()
+        self._recorded = threading.Condition(self._lock)  # a store.record() call has returned
+        self._recording = 0  # store.record() calls under way
         self._stopping = threading.Event()  # Ctrl-C: start nothing more
         self._closed = False  # ... and, after the grace period, record nothing more
         self._running = _Running()
@@ -135,7 +137,16 @@ class Executor:
         with self._lock:
             if self._closed:
                 raise ApplyInterrupted()
+            self._recording += 1
+        try:
+            # Outside our lock: a store that group-commits (Cloud Storage) writes the records
+            # of all workers in one batch instead of one after the other.
             self.store.record(entry, address)
+        finally:
+            with self._lock:
+                self._recording -= 1
+                self._recorded.notify_all()
+        with self._lock:
             if entry is None:
                 self.entries.pop(address, None)
             else:
@@ -321,8 +332,9 @@ class Executor:
                                    "under way to be recorded (Ctrl-C again to stop at once)...")
                 self._running.wait_idle(max(0.0, deadline - time.monotonic()))
         finally:
-            with self._lock:  # waits for a record being written
+            with self._lock:
                 self._closed = True
+                self._recorded.wait_for(lambda: self._recording == 0)  # records being written finish
 
 
 def _by_turns(changes: list[Change]) -> list[int]:
