@@ -98,21 +98,33 @@ class Recorded:
     method: str
     path: str  # with the query string
     status: int
+    body: bytes = b""  # the first 4 KiB (multipart uploads name their object in the body)
+
+    def names(self, name: str) -> bool:
+        """Whether this request is about object `name` (in its path, or its upload body)."""
+        from urllib.parse import quote
+
+        return f"/o/{quote(name, safe='')}" in self.path or f'"name": "{name}"'.encode() in self.body
 
 
 @dataclass
 class ProxyFaults:
-    """What the proxy does to requests. `drop` decides per request (method, path) whether to
-    forward it and then drop the answer (the server did the work; the client never hears)."""
+    """What the proxy does to requests. `drop` decides per request (method, path, body) whether
+    to forward it and then drop the answer (the server did the work; the client never hears)."""
 
     latency_ms: float = 0.0
     error_rate: float = 0.0  # share of requests answered 503 without forwarding
-    drop: object = None  # callable (method, path) -> bool, or None
+    drop: object = None  # callable (method, path, body) -> bool, or None
     seed: int = 0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - socketserver's signature
+        pass  # a client that hangs up mid-answer (a dropped answer, a killed process) is no error here
 
 
 class GcsProxy:
@@ -140,10 +152,11 @@ class GcsProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -164,7 +177,7 @@ class GcsProxy:
         with self._lock:
             fail = faults.error_rate and faults.rng.random() < faults.error_rate
         if fail:
-            self._record(handler, 503)
+            self._record(handler, 503, body)
             data = b'{"error": {"code": 503, "message": "injected by the test proxy"}}'
             handler.send_response(503)
             handler.send_header("content-type", "application/json")
@@ -185,8 +198,8 @@ class GcsProxy:
                 self._local.conn = None
                 if attempt:
                     raise
-        self._record(handler, answer.status)
-        if faults.drop is not None and faults.drop(handler.command, handler.path):
+        self._record(handler, answer.status, body)
+        if faults.drop is not None and faults.drop(handler.command, handler.path, body):
             handler.close_connection = True  # the work is done upstream; the client never hears
             return
         handler.send_response(answer.status)
@@ -197,9 +210,9 @@ class GcsProxy:
         handler.end_headers()
         handler.wfile.write(data)
 
-    def _record(self, handler: BaseHTTPRequestHandler, status: int) -> None:
+    def _record(self, handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
         with self._lock:
-            self.requests.append(Recorded(handler.command, handler.path, status))
+            self.requests.append(Recorded(handler.command, handler.path, status, body[:4096]))
 
     def count(self) -> int:
         with self._lock:

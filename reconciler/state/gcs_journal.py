@@ -94,9 +94,14 @@ class Listed:
 
 
 def list_journals(bucket: Any, obj: GcsObject) -> list[Listed]:
+    from google.api_core.exceptions import NotFound
+
     prefix = f"{obj.name}{JOURNAL_INFIX}"
-    with storage_errors(f"cannot list the journal of {obj.url}"):
-        blobs = list(bucket.client.list_blobs(obj.bucket, prefix=prefix, **call_options()))
+    try:
+        with storage_errors(f"cannot list the journal of {obj.url}"):
+            blobs = list(bucket.client.list_blobs(obj.bucket, prefix=prefix, **call_options()))
+    except NotFound:
+        raise StateError(f"state {obj.url}: bucket {obj.bucket} does not exist") from None
     now = dt.datetime.now(dt.timezone.utc)
     found = []
     for blob in blobs:

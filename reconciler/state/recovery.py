@@ -19,6 +19,6 @@ def save_recovery(state: State, name: str, directory: str | os.PathLike[str] = "
     """Write `state` to a new recovery file named after `name` (a workspace or object name)."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "state"
-    target = Path(directory) / f"{PREFIX}{safe}-{stamp}.json"
+    target = Path(directory).resolve() / f"{PREFIX}{safe}-{stamp}.json"
     atomic_write(target, state_to_json(state).encode("utf-8"))
     return target
