@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 LOCK_SUFFIX = ".lock"
 OWNER_KEY = "reconciler-owner"
 _FIELDS = ("pid", "host", "user", "operation", "created", "version")
-_FIRST_DELAY, _MAX_DELAY = 0.1, 2.0
+_FIRST_DELAY, _MAX_DELAY = 0.1, 1.0
 
 
 def _record(info: LockInfo) -> tuple[bytes, dict[str, str]]:
