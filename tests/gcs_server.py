@@ -99,6 +99,7 @@ class Recorded:
     path: str  # with the query string
     status: int
     body: bytes = b""  # the first 4 KiB (multipart uploads name their object in the body)
+    at: float = 0.0  # time.monotonic() when the answer came back from the server
 
     def names(self, name: str) -> bool:
         """Whether this request is about object `name` (in its path, or its upload body)."""
@@ -212,7 +213,7 @@ class GcsProxy:
 
     def _record(self, handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
         with self._lock:
-            self.requests.append(Recorded(handler.command, handler.path, status, body[:4096]))
+            self.requests.append(Recorded(handler.command, handler.path, status, body[:4096], time.monotonic()))
 
     def count(self) -> int:
         with self._lock:

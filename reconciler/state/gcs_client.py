@@ -25,6 +25,10 @@ EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 TIMEOUT = (10.0, 60.0)  # seconds: connect, read (per request)
 RETRY_SECONDS = 30.0
+# google-cloud-storage 3.x fetches each bucket's metadata in a background thread for its
+# OpenTelemetry attributes, even with tracing off: one more request per run, which needs
+# storage.buckets.get (not in roles/storage.objectUser). Off unless the user turned it on.
+_BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
 def _loopback(host: str) -> bool:
@@ -56,6 +60,7 @@ def emulator_endpoint(env: Mapping[str, str]) -> str | None:
 def make_client(env: Mapping[str, str] | None = None) -> Any:
     """A `google.cloud.storage.Client`; credentials from ADC unless an emulator is configured."""
     env = os.environ if env is None else env
+    os.environ.setdefault(_BUCKET_METADATA_SWITCH, "true")
     from google.api_core.client_info import ClientInfo
     from google.cloud import storage
 

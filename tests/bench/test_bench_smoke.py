@@ -92,3 +92,15 @@ def test_startup_bench(readme: Path) -> None:
     f = run_quick("startup_bench.py", readme)
     assert f["runs"] == 5 and 0 < f["python_alone_median_ms"] <= f["help_median_ms"]
     assert f"{f['help_median_ms']:.0f} ms" in section(readme, "startup")
+
+
+@pytest.mark.slow
+def test_gcs_state_bench(readme: Path) -> None:
+    f = run_quick("gcs_state_bench.py", readme)
+    assert f["correct"] and f["jobs"] == 100
+    assert f["plan_gcs_requests"] == {"lock create": 1, "list": 1, "download": 1, "lock delete": 1}
+    assert f["plan_local_seconds"] > 0 and f["plan_gcs_seconds"] > 0 and f["plan_naive_copy_then_plan_seconds"] > 0
+    assert f["apply_records"] == 200 and f["apply_journal_writes"] < 200 and 1 <= f["apply_state_writes"] <= 4
+    assert f["apply_audit"] == {"jobs": 100, "duplicates": 0, "state_entries": 100, "state_matches_jobs": True}
+    assert f["goals_met"]["state_writes_per_second"]
+    assert "journal writes" in section(readme, "gcs-state")
