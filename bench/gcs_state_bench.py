@@ -36,6 +36,7 @@ GOAL_PLAN_OVERHEAD = 0.20  # gs:// plan at most 20% slower than local
 GOAL_STATE_WRITES_PER_SECOND = 1.0
 BUCKET = "bench-state"
 STATE_OBJECT = "team/default.json"
+STATE_OBJECT_LARGE = "team/large.json"
 
 DOWNLOAD = """
 import os, sys
@@ -58,7 +59,7 @@ def env_for(emu: h.Emulator, storage_url: str, work: Path) -> dict[str, str]:
 
 
 def plan_rounds(manifests: Path, local: Path, url: str, copy: Path, env: dict[str, str], runs: int,
-                proxy: GcsProxy) -> dict[str, Any]:
+                proxy: GcsProxy, state_object: str = STATE_OBJECT) -> dict[str, Any]:
     """`runs` rounds of: plan on the local file, plan on gs://, and the naive copy-then-plan,
     interleaved so that a change in the machine's load hits all three alike."""
     def plan(state: str) -> h.ChildRun:
@@ -69,18 +70,55 @@ def plan_rounds(manifests: Path, local: Path, url: str, copy: Path, env: dict[st
 
     for state in (str(local), url, str(copy)):
         if state == str(copy):
-            h.run_measured([sys.executable, "-c", DOWNLOAD, BUCKET, STATE_OBJECT, str(copy)], env=env)
+            h.run_measured([sys.executable, "-c", DOWNLOAD, BUCKET, state_object, str(copy)], env=env)
         plan(state)  # warm: the manifest cache and the page cache, alike for all three
     local_runs, gcs_runs, naive, gcs_requests = [], [], [], []
     for _ in range(runs):
         local_runs.append(plan(str(local)))
         mark = proxy.count()
         gcs_runs.append(plan(url))
-        gcs_requests.append(kinds(proxy, mark, STATE_OBJECT)["counts"])
-        fetch = h.run_measured([sys.executable, "-c", DOWNLOAD, BUCKET, STATE_OBJECT, str(copy)], env=env)
+        gcs_requests.append(kinds(proxy, mark, state_object)["counts"])
+        fetch = h.run_measured([sys.executable, "-c", DOWNLOAD, BUCKET, state_object, str(copy)], env=env)
         assert fetch.returncode == 0, fetch.stderr
         naive.append(fetch.seconds + plan(str(copy)).seconds)
     return {"local": local_runs, "gcs": gcs_runs, "naive": naive, "gcs_requests": gcs_requests}
+
+
+def plan_case(emu: h.Emulator, work: Path, jobs: int, runs: int, env: dict[str, str], proxy: GcsProxy,
+              state_object: str = STATE_OBJECT) -> dict[str, Any]:
+    """`jobs` managed jobs seeded, their manifests, the same state locally and in the bucket;
+    then the interleaved plan rounds."""
+    from reconciler.apischema.normalize import spec_hash
+
+    with emu.admin() as admin:
+        names = h.seed_managed(admin, jobs, h.SPEC)
+    manifests = work / "manifests"
+    h.write_manifests(manifests, {h.seeded_key(i): h.SPEC for i in range(jobs)})
+    local = work / "state" / "default.json"
+    h.write_state(local, {h.seeded_key(i): {"job_name": n, "spec_hash": spec_hash(h.SPEC),
+                                            "job_state": "JOB_STATE_SUCCEEDED"} for i, n in enumerate(names)})
+    url = f"gs://{BUCKET}/{state_object}"
+    migrate = h.run_measured([sys.executable, "-m", "reconciler", "state", "migrate", "--state", str(local),
+                              "--to", url], env=env)
+    assert migrate.returncode == 0, migrate.stderr
+    rounds = plan_rounds(manifests, local, url, work / "copy.json", env, runs, proxy, state_object)
+    rounds["jobs"] = jobs
+    return rounds
+
+
+CLIENT_COST = """
+import time
+start = time.perf_counter()
+from reconciler.state.gcs_client import make_client
+make_client()
+print(time.perf_counter() - start)
+"""
+
+
+def client_cost(env: dict[str, str]) -> float:
+    """Seconds a fresh process spends importing google-cloud-storage and making its client."""
+    run = h.run_measured([sys.executable, "-c", CLIENT_COST], env=env)
+    return float(run.stdout.strip())
 
 
 def kinds(proxy: GcsProxy, start: int, state_name: str) -> dict[str, Any]:
@@ -139,44 +177,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1_000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=7, help="plan runs per kind (the median is reported)")
+    parser.add_argument("--no-large", dest="large", action="store_false",
+                        help="skip the plan of 10 N jobs (how the fixed cost of gs:// compares at scale)")
     h.add_output_args(parser, "small run for smoke tests (100 jobs, 1 plan run each)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.jobs, args.runs = 100, 1
+        args.jobs, args.runs, args.large = 100, 1, False
     readme = h.readme_for(args)
 
     server = FakeGcs()
     proxy = GcsProxy(server.url, ProxyFaults(latency_ms=args.latency_ms))
     try:
         server.create_bucket(BUCKET, versioning=True)
-        with tempfile.TemporaryDirectory(prefix="gcs-bench-") as tmp, h.emulator(args.latency_ms) as emu:
+        with tempfile.TemporaryDirectory(prefix="gcs-bench-") as tmp:
             work = Path(tmp)
-            env = env_for(emu, proxy.url, work)
-            with emu.admin() as admin:
-                names = h.seed_managed(admin, args.jobs, h.SPEC)
-            manifests = work / "manifests"
-            h.write_manifests(manifests, {h.seeded_key(i): h.SPEC for i in range(args.jobs)})
-            from reconciler.apischema.normalize import spec_hash
-
-            local = work / "state" / "default.json"
-            h.write_state(local, {h.seeded_key(i): {"job_name": n, "spec_hash": spec_hash(h.SPEC),
-                                                    "job_state": "JOB_STATE_SUCCEEDED"} for i, n in enumerate(names)})
-            url = f"gs://{BUCKET}/{STATE_OBJECT}"
-            migrate = h.run_measured([sys.executable, "-m", "reconciler", "state", "migrate", "--state", str(local),
-                                      "--to", url], env=env)
-            assert migrate.returncode == 0, migrate.stderr
-
-            rounds = plan_rounds(manifests, local, url, work / "copy.json", env, args.runs, proxy)
-            local_plans, gcs_plans, naive = rounds["local"], rounds["gcs"], rounds["naive"]
-
-            apply_local = run_apply(emu, work, args.jobs, str(work / "apply-state" / "default.json"), env, "local")
-            mark = proxy.count()
-            apply_url = f"gs://{BUCKET}/apply/default.json"
-            apply_gcs = run_apply(emu, work, args.jobs, apply_url, env, "gcs")
-            apply_requests = kinds(proxy, mark, "apply/default.json")
-            entries = json.loads(server.client().bucket(BUCKET).blob("apply/default.json").download_as_bytes())[
-                "entries"]
-            apply_audit = audit(emu, "gcs-", args.jobs, entries)
+            with h.emulator(args.latency_ms) as emu:
+                env = env_for(emu, proxy.url, work)
+                rounds = plan_case(emu, work / "n", args.jobs, args.runs, env, proxy)
+                local_plans, gcs_plans, naive = rounds["local"], rounds["gcs"], rounds["naive"]
+                client_costs = [client_cost(env) for _ in range(max(3, args.runs))]
+                apply_local = run_apply(emu, work, args.jobs, str(work / "apply-state" / "default.json"), env, "local")
+                mark = proxy.count()
+                apply_url = f"gs://{BUCKET}/apply/default.json"
+                apply_gcs = run_apply(emu, work, args.jobs, apply_url, env, "gcs")
+                apply_requests = kinds(proxy, mark, "apply/default.json")
+                entries = json.loads(server.client().bucket(BUCKET).blob("apply/default.json").download_as_bytes())[
+                    "entries"]
+                apply_audit = audit(emu, "gcs-", args.jobs, entries)
+            large = None
+            if args.large:
+                with h.emulator(args.latency_ms) as emu:  # its own: seeded keys start at job-0 again
+                    large = plan_case(emu, work / "10n", 10 * args.jobs, max(1, args.runs // 2),
+                                      env_for(emu, proxy.url, work), proxy, STATE_OBJECT_LARGE)
     finally:
         proxy.stop()
         server.stop()
@@ -187,6 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     overhead = gcs_s / local_s - 1
     plan_summaries = {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-300:]
                       for r in local_plans + gcs_plans}
+    client_s = statistics.median(client_costs)
+    large_figures = None
+    if large is not None:
+        ll = statistics.median(r.seconds for r in large["local"])
+        lg = statistics.median(r.seconds for r in large["gcs"])
+        large_figures = {"jobs": large["jobs"], "runs": len(large["local"]), "plan_local_seconds": round(ll, 3),
+                         "plan_gcs_seconds": round(lg, 3), "plan_gcs_overhead": round(lg / ll - 1, 3),
+                         "plan_naive_copy_then_plan_seconds": round(statistics.median(large["naive"]), 3)}
     counts = apply_requests["counts"]
     state_writes = counts.get("state write", 0)
     journal_writes = counts.get("journal write", 0)
@@ -206,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         "plan_local_cpu_seconds": round(statistics.median(r.cpu_seconds for r in local_plans), 3),
         "plan_gcs_cpu_seconds": round(statistics.median(r.cpu_seconds for r in gcs_plans), 3),
         "plan_summary": sorted(plan_summaries),
+        "client_import_and_make_seconds": round(client_s, 3),
+        "large": large_figures,
         "apply_local_seconds": round(apply_local.seconds, 2), "apply_gcs_seconds": round(apply_gcs.seconds, 2),
         "apply_local_cpu_seconds": round(apply_local.cpu_seconds, 2),
         "apply_gcs_cpu_seconds": round(apply_gcs.cpu_seconds, 2),
@@ -225,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{h.verdict(goals['plan_overhead'])}; CPU {figures['plan_gcs_cpu_seconds']} s)  Cloud Storage requests per plan "
         f"{figures['plan_gcs_requests']}",
         f"  naive: copy down, then plan:   {naive_s:6.2f} s",
+        f"  of the difference: importing google-cloud-storage and making its client {client_s:.2f} s (a fresh "
+        f"process, median of {len(client_costs)})",
+        *([f"  {large_figures['jobs']:,} jobs: plan local {large_figures['plan_local_seconds']:.2f} s, gs:// "
+           f"{large_figures['plan_gcs_seconds']:.2f} s (+{large_figures['plan_gcs_overhead']:.0%}), naive "
+           f"{large_figures['plan_naive_copy_then_plan_seconds']:.2f} s (median of {large_figures['runs']})"]
+          if large_figures else []),
         f"  apply {args.jobs:,} creates, parallelism 16: local {apply_local.seconds:.2f} s "
         f"(CPU {apply_local.cpu_seconds:.2f} s), gs:// {apply_gcs.seconds:.2f} s (CPU {apply_gcs.cpu_seconds:.2f} s)",
         f"    {records} changes recorded in {journal_writes} journal writes and {state_writes} state-object writes: "
@@ -250,7 +298,15 @@ def main(argv: list[str] | None = None) -> int:
              f"{apply_gcs.seconds / apply_local.seconds - 1:+.0%}", ""],
         ], ["measure", "time", "vs local", "goal"]),
         "",
-        f"- Cloud Storage requests per gs:// plan: {figures['plan_gcs_requests']} (median time of {args.runs} runs each).",
+        f"- Cloud Storage requests per gs:// plan: {figures['plan_gcs_requests']} (median time of {args.runs} runs each). "
+        f"Of the difference, {client_s:.2f} s is importing google-cloud-storage and making its client (measured in "
+        "a fresh process); the rest is its requests (the lock, the download beside the journal listing, the "
+        "unlock: three round trips) and the interpreter's longer exit.",
+        *([f"- At {large_figures['jobs']:,} jobs: `plan` local {large_figures['plan_local_seconds']:.2f} s, gs:// "
+           f"{large_figures['plan_gcs_seconds']:.2f} s (**+{large_figures['plan_gcs_overhead']:.0%}**, goal <= "
+           f"+{GOAL_PLAN_OVERHEAD:.0%}: {h.verdict(large_figures['plan_gcs_overhead'] <= GOAL_PLAN_OVERHEAD)}), naive "
+           f"{large_figures['plan_naive_copy_then_plan_seconds']:.2f} s (median of {large_figures['runs']})."]
+          if large_figures else []),
         f"- The gs:// apply recorded {records} changes in **{journal_writes} journal writes** and "
         f"**{state_writes} writes of the state object**: {figures['apply_writes_per_second']} writes/s in all, the state "
         f"object {state_rate:.2f}/s and at most {apply_requests['state_writes_in_busiest_second']} in any one second "

@@ -239,7 +239,8 @@ class GcsStateStore:
         """A journal on the current generation under another lock: that run was killed, or its
         lock was removed by hand. Fence it off before reading its journal. True if it did."""
         assert self._lock_info is not None
-        others = sorted({j.name.lock for j in journals if not j.fence} - {int(self._lock_info.id)})
+        fenced = {j.name.lock for j in journals if j.fence}  # force-unlock did it already
+        others = sorted({j.name.lock for j in journals if not j.fence} - fenced - {int(self._lock_info.id)})
         for other in others:
             fence_off(self._bucket(), self.obj, other)
         return bool(others)
