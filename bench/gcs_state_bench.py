@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -159,8 +158,6 @@ def records_of(run: h.ChildRun) -> int:
 
 
 def audit(emu: h.Emulator, prefix: str, jobs: int, entries: dict[str, Any]) -> dict[str, Any]:
-    with emu.admin() as admin:
-        listed = admin.stats()  # noqa: F841 - keeps the admin session warm
     from reconciler.model import KEY_LABEL
 
     with h.tuning_client(emu.url) as client:

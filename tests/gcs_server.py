@@ -14,6 +14,7 @@ objects.
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import socket
 import subprocess
@@ -114,7 +115,8 @@ class ProxyFaults:
     to forward it and then drop the answer (the server did the work; the client never hears)."""
 
     latency_ms: float = 0.0
-    error_rate: float = 0.0  # share of requests answered 503 without forwarding
+    error_rate: float = 0.0  # share of requests answered `error_status` without forwarding
+    error_status: int = 503
     drop: object = None  # callable (method, path, body) -> bool, or None
     seed: int = 0
     rng: random.Random = field(init=False)
@@ -178,9 +180,10 @@ class GcsProxy:
         with self._lock:
             fail = faults.error_rate and faults.rng.random() < faults.error_rate
         if fail:
-            self._record(handler, 503, body)
-            data = b'{"error": {"code": 503, "message": "injected by the test proxy"}}'
-            handler.send_response(503)
+            status = faults.error_status
+            self._record(handler, status, body)
+            data = json.dumps({"error": {"code": status, "message": "injected by the test proxy"}}).encode()
+            handler.send_response(status)
             handler.send_header("content-type", "application/json")
             handler.send_header("content-length", str(len(data)))
             handler.end_headers()

@@ -77,6 +77,20 @@ def test_plan_and_apply_on_a_gs_state(cli, gcs, tmp_path):
     assert code == 0 and len(json.loads(out)["jobs"]) == 3
 
 
+def test_drift_and_import_on_a_gs_state(cli, gcs, tmp_path, admin):
+    m = manifests(tmp_path / "m", ["have", "byhand"])
+    url = gcs.url("team/default.json")
+    assert cli("apply", str(m), "--auto-approve", "--target", "have", "--state", url, *target())[0] == 0
+    (name,) = admin.seed(f"projects/{PROJECT}/locations/{LOCATION}", count=1, state="JOB_STATE_RUNNING",
+                         spec={"baseModel": "gemini-2.5-flash",
+                               "supervisedTuningSpec": {"trainingDatasetUri": "gs://data/byhand.jsonl"}})
+    code, out, err = cli("import", "byhand", name, str(m), "--state", url, *target()[:-1])
+    assert code == 0, err
+    assert stored(gcs, "team/default.json")["entries"][f"{PROJECT}/{LOCATION}/byhand"]["imported"] is True
+    code, out, err = cli("drift", str(m), "--state", url, "--format", "json", *target())
+    assert code in (0, 2) and json.loads(out)["summary"], err
+
+
 def test_workspaces_under_a_gs_prefix_from_the_environment(cli, gcs, tmp_path, monkeypatch):
     m = manifests(tmp_path / "m", ["w"])
     monkeypatch.setenv("RECONCILER_STATE", gcs.url("envs/"))

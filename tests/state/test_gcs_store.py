@@ -225,6 +225,7 @@ def test_a_killed_runs_journal_is_fenced_folded_and_then_deleted(gcs):
     cm.__exit__(None, None, None)
 
 
+@pytest.mark.slow
 def test_ten_thousand_jobs_round_trip_in_one_request_under_a_precondition(gcs, gcs_proxy):
     big = State(entries={})
     for i in range(10_000):
@@ -273,11 +274,19 @@ def test_a_missing_bucket_is_a_clear_error(gcs):
         store.load()
 
 
+@pytest.mark.slow
 def test_a_server_that_keeps_failing_is_reported_within_the_retry_budget(gcs, gcs_proxy, monkeypatch):
     monkeypatch.setattr(gcs_client, "RETRY_SECONDS", 1.0)
     gcs_proxy.faults.error_rate = 1.0
     with pytest.raises(StateError, match="did not answer within 1s"):
         store_for(gcs).load()
+
+
+def test_permission_denied_names_the_role_it_takes(gcs, gcs_proxy):
+    gcs_proxy.faults.error_rate, gcs_proxy.faults.error_status = 1.0, 403
+    with pytest.raises(StateError, match=r"permission denied .*roles/storage.objectUser"):
+        with store_for(gcs).lock("plan"):
+            pass
 
 
 def test_parse_gcs_object_names_sit_beside_the_state():
