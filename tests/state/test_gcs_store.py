@@ -292,3 +292,15 @@ def test_permission_denied_names_the_role_it_takes(gcs, gcs_proxy):
 def test_parse_gcs_object_names_sit_beside_the_state():
     obj = parse_gcs("gs://bkt/a/b.json")
     assert GcsStateStore(obj).lock_name == "a/b.json.lock"
+
+
+def test_journal_names_and_which_objects_may_go():
+    from reconciler.state.gcs_journal import FENCE_KEEP_SECONDS, JournalName, Listed
+
+    name = JournalName(17, 99, 3)
+    assert name.object_name(parse_gcs("gs://bkt/a/b.json")) == "a/b.json.journal/17-99-00000003"
+    assert JournalName.parse("17-99-00000003") == name and JournalName.parse("junk") is None
+    assert sorted([JournalName(2, 1, 1), JournalName(1, 5, 2), JournalName(1, 5, 1)])[0] == JournalName(1, 5, 1)
+    assert Listed(name).disposable  # a batch: once its generation is folded
+    assert not Listed(name, fence=True, age_seconds=3600).disposable  # a fence outlives the run it stops
+    assert Listed(name, fence=True, age_seconds=FENCE_KEEP_SECONDS + 1).disposable
