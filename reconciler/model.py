@@ -11,7 +11,19 @@ from dataclasses import dataclass, field
 from reconciler.defaults import LOCATION_ENV, PROJECT_ENV
 
 API_VERSION = "tuning.reconciler/v1"
+API_VERSION_V1BETA1 = "tuning.reconciler/v1beta1"
 KIND = "TuningJob"
+
+# The REST versions of the tuningJobs API, and the manifest apiVersion that selects each.
+V1 = "v1"
+V1BETA1 = "v1beta1"
+REST_VERSIONS: dict[str, str] = {API_VERSION: V1, API_VERSION_V1BETA1: V1BETA1}
+
+
+def read_version(versions: Iterable[str | None]) -> str:
+    """The version to read a location through: v1beta1 (a superset of v1) when any job there
+    is v1beta1, so that no field of those jobs is lost; else v1."""
+    return V1BETA1 if V1BETA1 in set(versions) else V1
 
 # Identity labels: every job the tool creates carries the first three; the request label
 # makes a create whose response was lost findable again (exactly-once creation).
@@ -48,6 +60,8 @@ FINISHED_STATES = frozenset(
 # Finished without a result the user wanted: reported, or re-created under onFailure=recreate.
 FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED"})
 JOB_STATES = frozenset(ACTIVE_STATES | FINISHED_STATES | {"JOB_STATE_UNSPECIFIED"})
+# v1beta1 only: the finer state of a job the overall state calls PENDING or RUNNING.
+TUNING_STATE_PREFIX = "TUNING_JOB_STATE_"
 
 # Drift categories (reports, ignore rules and the manifest schema's ignoreDrift all use them).
 PENDING = "pending-change"
@@ -60,6 +74,15 @@ DRIFT_CATEGORIES: tuple[str, ...] = (PENDING, OUT_OF_BAND, ORPHAN, UNMANAGED)
 def short_state(state: str | None) -> str:
     """`JOB_STATE_RUNNING` -> `RUNNING`; "" for no state."""
     return state.removeprefix(STATE_PREFIX) if state else ""
+
+
+def state_text(state: str | None, tuning_state: str | None = None) -> str:
+    """`RUNNING`, or `RUNNING (TUNING)` when the service gave a tuningJobState."""
+    short = short_state(state)
+    detail = (tuning_state or "").removeprefix(TUNING_STATE_PREFIX)
+    if not detail or detail == "UNSPECIFIED":
+        return short
+    return f"{short} ({detail})" if short else detail
 
 
 def parent_of(project: str, location: str) -> str:
@@ -124,6 +147,7 @@ class DesiredJob:
     spec: dict
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     source: SourcePos = field(default_factory=lambda: SourcePos("<memory>"))
+    api_version: str = V1  # the REST version its manifest's apiVersion selects
 
     @property
     def parent(self) -> str:

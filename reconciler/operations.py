@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from reconciler.defaults import DEFAULT_IGNORE_FILE, DEFAULT_STATE_PATH
 from reconciler.errors import ConfigError, PlanError, StateError
-from reconciler.model import Defaults, DesiredJob, targeted
+from reconciler.model import V1, Defaults, DesiredJob, targeted
 
 if TYPE_CHECKING:
     from reconciler.api.client import TuningClient
@@ -170,7 +170,7 @@ def _make_plan(request: PlanRequest, store: StateBackend, client: TuningClient,
     """Plan from the manifests (or the given desired jobs) against state and a fresh refresh.
     The caller holds the state lock."""
     from reconciler.plan.planner import plan
-    from reconciler.plan.refresh import parents_of, plan_fields, refresh
+    from reconciler.plan.refresh import parents_of, plan_fields, read_versions, refresh
 
     from_manifests = desired is None
     with gc_paused():
@@ -180,7 +180,7 @@ def _make_plan(request: PlanRequest, store: StateBackend, client: TuningClient,
         if from_manifests and request.targets:
             _check_targets(request.targets, desired, state)
         live = refresh(client, parents_of(desired, state), state, parallelism=request.connection.parallelism,
-                       fields=plan_fields())
+                       fields=plan_fields, versions=read_versions(desired, state))
         planned = plan(desired, state, live, targets=request.targets)
     if not store.exists():
         planned.lineage = None  # no state yet: its lineage is fixed only by the first write
@@ -262,7 +262,7 @@ def drift(request: DriftRequest) -> DriftReport:
     from reconciler.drift.ignore import load_ignore
     from reconciler.drift.report import build_report
     from reconciler.plan.planner import plan
-    from reconciler.plan.refresh import parents_of, refresh
+    from reconciler.plan.refresh import parents_of, read_versions, refresh
 
     planning = request.plan
     rules = load_ignore(request.ignore_file or DEFAULT_IGNORE_FILE, required=request.ignore_file is not None)
@@ -275,7 +275,7 @@ def drift(request: DriftRequest) -> DriftReport:
         if request.include_unmanaged and default and default not in parents:
             parents.append(default)  # hand-made jobs are looked for where the user works, too
         live = refresh(client, parents, state, parallelism=planning.connection.parallelism,
-                       include_unmanaged=request.include_unmanaged)
+                       include_unmanaged=request.include_unmanaged, versions=read_versions(desired, state))
     return build_report(desired, state, live, plan(desired, state, live, targets=planning.targets),
                         unmanaged=live.unmanaged, rules=rules, targets=planning.targets)
 
@@ -328,7 +328,8 @@ def import_job(request: ImportRequest) -> Imported:
                             f"run `reconciler state rm {d.key}` first to import another job")
         # Fetched through the key's own project and location: a job of another project is a 404.
         try:
-            job = LiveJob.from_api(client.get_job(f"{d.parent}/tuningJobs/{job_id}"))
+            job = LiveJob.from_api(client.get_job(f"{d.parent}/tuningJobs/{job_id}", api_version=d.api_version),
+                                   d.api_version)
         except NotFoundError:
             raise PlanError(f"no tuning job {job_id} in {d.parent} (the project and location of "
                             f"{d.address})") from None
@@ -339,7 +340,8 @@ def import_job(request: ImportRequest) -> Imported:
             raise PlanError(f"{job.name} is labelled for key {job.key!r}, not {d.key!r}")
         entry = StateEntry(key=d.key, project=d.project, location=d.location, job_name=job.name,
                            spec_hash=spec_hash(job.raw), job_state=job.state, update_time=job.update_time,
-                           history=list(existing.history) if existing else [], imported=job.key is None)
+                           history=list(existing.history) if existing else [], imported=job.key is None,
+                           api_version=None if d.api_version == V1 else d.api_version)
         store.record(entry, d.address)
         store.commit()
     return Imported(d.address, job)
@@ -597,19 +599,32 @@ def job_parents(given: tuple[str, str] | None, state_path: str) -> list[tuple[st
     return sorted(parents)
 
 
+def job_versions(state_path: str) -> dict[tuple[str, str], str]:
+    """The REST version to list each project+location through: v1beta1 where state tracks a
+    v1beta1 job (so that its tuningJobState shows), else v1."""
+    from reconciler.plan.refresh import read_versions
+
+    store = open_store(StateRef(state_path))
+    return read_versions((), store.load()) if store.exists() else {}  # read-only, no lock
+
+
 def list_jobs(client: TuningClient, parents: list[tuple[str, str]], show_all: bool,
-              user_filter: str | None) -> list[ListedJob]:
-    """One paginated list per project+location. Managed jobs are filtered on the server and
-    checked again here (how exactly the server filters labels is not documented)."""
+              user_filter: str | None, versions: dict[tuple[str, str], str] | None = None) -> list[ListedJob]:
+    """One paginated list per project+location (through `versions`' REST version, default v1).
+    Managed jobs are filtered on the server and checked again here (how exactly the server
+    filters labels is not documented)."""
     from reconciler.model import MANAGED_FILTER, parent_of
     from reconciler.plan.live import LiveJob
 
     api_filter = user_filter
     if not show_all:
         api_filter = f"{MANAGED_FILTER} AND ({user_filter})" if user_filter else MANAGED_FILTER
+    versions = versions or {}
     found = [ListedJob(project, location, job)
              for project, location in parents
-             for job in map(LiveJob.from_api, client.list_jobs(parent_of(project, location), filter=api_filter))
+             for version in [versions.get((project, location), V1)]
+             for job in (LiveJob.from_api(j, version) for j in client.list_jobs(
+                 parent_of(project, location), filter=api_filter, api_version=version))
              if show_all or job.managed]
     return sorted(found, key=lambda j: (j.project, j.location, j.job.key is None, j.job.key or "",
                                         j.job.create_time, j.job.name))

@@ -44,3 +44,27 @@ def test_examples_cover_the_documented_cases() -> None:
     assert len(multi.documents) >= 3
     # The same key in two locations is two jobs.
     assert ("faq-bot-en", "us-central1") in jobs and ("faq-bot-en", "europe-west4") in jobs
+
+
+BETA_SPECS = {"supervisedTuningSpec", "preferenceOptimizationSpec", "distillationSpec", "reinforcementTuningSpec",
+              "fullFineTuningSpec", "partnerModelTuningSpec", "veoTuningSpec", "veoLoraTuningSpec"}
+
+
+def test_one_v1beta1_example_per_tuning_spec() -> None:
+    beta = [j for j in manifest.load_desired([str(EXAMPLES)]) if j.api_version == "v1beta1"]
+    used = [next(k for k in j.spec if k in BETA_SPECS) for j in beta]
+    assert sorted(used) == sorted(BETA_SPECS)  # each spec once
+    for path in EXAMPLES.glob("v1beta1-*.yaml"):
+        assert "apiVersion: tuning.reconciler/v1beta1" in path.read_text(encoding="utf-8")
+    assert all(j.api_version == "v1" for j in manifest.load_desired([str(EXAMPLES)])
+               if not j.source.file.rsplit("/", 1)[-1].startswith("v1beta1-"))
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("v1beta1-*.yaml")), ids=lambda p: p.name)
+def test_v1beta1_examples_need_v1beta1(path: Path, tmp_path: Path) -> None:
+    """Each uses something v1 does not have; as v1 it is refused, naming the apiVersion to use."""
+    text = path.read_text(encoding="utf-8").replace("tuning.reconciler/v1beta1", "tuning.reconciler/v1")
+    (tmp_path / path.name).write_text(text, encoding="utf-8")
+    result = manifest.check([str(tmp_path / path.name)])
+    assert result.problems and not result.jobs
+    assert any("apiVersion: tuning.reconciler/v1beta1" in p.message for p in result.problems)

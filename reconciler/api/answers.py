@@ -46,6 +46,9 @@ def check_tuning_job(job: object, where: str, require_state: bool = True, requir
         raise bad(".state", f"unknown value {snippet(repr(state), 80)} (this version knows "
                             f"{', '.join(sorted(map(short_state, JOB_STATES)))}); "
                             "upgrade tuning-reconciler if the API has added a state")
+    tuning_state = job.get("tuningJobState")  # v1beta1: shown, never planned on
+    if tuning_state is not None and not isinstance(tuning_state, str):
+        raise bad(".tuningJobState", f"expected a string, got {kind_of(tuning_state)}")
     labels = job.get("labels", {})
     if not isinstance(labels, dict):
         raise bad(".labels", f"expected an object, got {kind_of(labels)}")

@@ -35,12 +35,13 @@ from reconciler.api.errors import (
 from reconciler.api.names import JOB, OPERATION, PARENT, check, check_request_id, request_filter, with_labels
 from reconciler.api.retry import RETRYABLE_STATUSES, RetryBudget, RetryPolicy, parse_retry_after
 from reconciler.errors import ReconcilerError
-from reconciler.model import REQUEST_LABEL
+from reconciler.model import REQUEST_LABEL, V1, V1BETA1
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"tuning-reconciler/{__version__}"
-API_VERSION = "v1"
+API_VERSION = V1  # the default; every call may name another (`api_version=`)
+API_VERSIONS = frozenset({V1, V1BETA1})
 
 # Failures that happen before a single byte of the request reaches the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -128,7 +129,7 @@ class TuningClient:
     # ---- tuning jobs
 
     def list_jobs(self, parent: str, filter: str | None = None, page_size: int | None = None,
-                  fields: str | None = None) -> Iterator[dict]:
+                  fields: str | None = None, api_version: str = API_VERSION) -> Iterator[dict]:
         """Every job under `parent` matching `filter`, fetched lazily page by page.
 
         `fields` is Google's partial-response selection (e.g. `nextPageToken,tuningJobs(name)`):
@@ -140,13 +141,14 @@ class TuningClient:
         if fields:
             params["fields"] = fields
         return self._paginate("list", parent, f"{parent}/tuningJobs", {**params, **page_size_param(page_size)},
-                              "tuningJobs")
+                              "tuningJobs", version=_version(api_version))
 
-    def get_job(self, name: str) -> dict:
+    def get_job(self, name: str, api_version: str = API_VERSION) -> dict:
         check(JOB, name, "tuning job name")
-        return check_tuning_job(self._call("get", "GET", name, name), f"malformed answer to GET {name}: job")
+        return check_tuning_job(self._call("get", "GET", name, name, version=_version(api_version)),
+                                f"malformed answer to GET {name}: job")
 
-    def create_job(self, parent: str, body: dict, request_id: str) -> dict:
+    def create_job(self, parent: str, body: dict, request_id: str, api_version: str = API_VERSION) -> dict:
         """Create a job labelled `reconciler-request: request_id`, exactly once.
 
         After an answer that may hide a committed create (connection lost, 5xx), the job is
@@ -155,6 +157,7 @@ class TuningClient:
         """
         check(PARENT, parent, "parent")
         check_request_id(request_id)
+        version = _version(api_version)
         payload = with_labels(body, {REQUEST_LABEL: request_id})
         job = self._call(
             "create",
@@ -162,20 +165,22 @@ class TuningClient:
             parent,
             f"{parent}/tuningJobs",
             body=payload,
-            recover=lambda budget: self._find_job(parent, request_id, budget),
+            recover=lambda budget: self._find_job(parent, request_id, budget, version),
+            version=version,
         )
         # A create that committed but answered nonsense is found again by its request label.
         return check_tuning_job(job, f"malformed answer to POST {parent}/tuningJobs: job")
 
-    def cancel_job(self, name: str) -> None:
+    def cancel_job(self, name: str, api_version: str = API_VERSION) -> None:
         check(JOB, name, "tuning job name")
-        self._call("cancel", "POST", name, f"{name}:cancel", body={})
+        self._call("cancel", "POST", name, f"{name}:cancel", body={}, version=_version(api_version))
 
-    def rebase_tuned_model(self, parent: str, body: dict, request_id: str) -> dict:
+    def rebase_tuned_model(self, parent: str, body: dict, request_id: str, api_version: str = API_VERSION) -> dict:
         """Start a rebase (returns the Operation), exactly once: the new job's labels carry
         the request id so that a lost answer can be recovered from the job's operations."""
         check(PARENT, parent, "parent")
         check_request_id(request_id)
+        version = _version(api_version)
         payload = dict(body)
         payload["tuningJob"] = with_labels(body.get("tuningJob"), {REQUEST_LABEL: request_id})
         return self._call(
@@ -184,14 +189,15 @@ class TuningClient:
             parent,
             f"{parent}/tuningJobs:rebaseTunedModel",
             body=payload,
-            recover=lambda budget: self._find_rebase_operation(parent, request_id, budget),
+            recover=lambda budget: self._find_rebase_operation(parent, request_id, budget, version),
+            version=version,
         )
 
-    def find_job_by_request(self, parent: str, request_id: str) -> dict | None:
+    def find_job_by_request(self, parent: str, request_id: str, api_version: str = API_VERSION) -> dict | None:
         """The job created with this request id, if any. The server-side filter narrows the
         list; the label is checked here as well since server filtering may be inexact."""
         check(PARENT, parent, "parent")
-        return self._find_job(parent, request_id, None)
+        return self._find_job(parent, request_id, None, _version(api_version))
 
     # ---- operations
 
@@ -199,10 +205,10 @@ class TuningClient:
     # wait). All are idempotent and retried on transient failures like get/list; a delete whose
     # answer was lost is settled by looking the operation up before it is sent again.
 
-    def get_operation(self, name: str) -> dict:
+    def get_operation(self, name: str, api_version: str = API_VERSION) -> dict:
         """operations.get: the Operation (`done`, `metadata`, then `response` or `error`)."""
         check(OPERATION, name, "operation name")
-        return self._call("get_operation", "GET", name, name)
+        return self._call("get_operation", "GET", name, name, version=_version(api_version))
 
     def list_operations(self, job_name: str, page_size: int | None = None) -> Iterator[dict]:
         """operations.list: every operation of a job, fetched lazily page by page."""
@@ -247,11 +253,12 @@ class TuningClient:
         params = {"timeout": (f"{seconds:.3f}".rstrip("0").rstrip(".") or "0") + "s"}  # a Duration: "2.5s"
         return self._call("wait_operation", "POST", name, f"{name}:wait", params=params)
 
-    def wait_operation(self, name: str, timeout: float = 600, poll_interval: float = 1.0) -> dict:
+    def wait_operation(self, name: str, timeout: float = 600, poll_interval: float = 1.0,
+                       api_version: str = API_VERSION) -> dict:
         """Poll until the operation is done; return it, or raise its error as an ApiError."""
         deadline = time.monotonic() + timeout
         while True:
-            operation = self.get_operation(name)
+            operation = self.get_operation(name, api_version=api_version)
             if operation.get("done"):
                 if operation.get("error"):
                     raise operation_error(operation, context=f"operation {name}")
@@ -263,20 +270,24 @@ class TuningClient:
 
     # ---- plumbing
 
-    def _find_job(self, parent: str, request_id: str, budget: RetryBudget | None) -> dict | None:
+    def _find_job(self, parent: str, request_id: str, budget: RetryBudget | None,
+                  version: str = API_VERSION) -> dict | None:
         params = {"filter": request_filter(request_id)}
-        for job in self._paginate("list", parent, f"{parent}/tuningJobs", params, "tuningJobs", budget):
+        for job in self._paginate("list", parent, f"{parent}/tuningJobs", params, "tuningJobs", budget, version):
             if (job.get("labels") or {}).get(REQUEST_LABEL) == request_id:
                 return job
         return None
 
-    def _find_rebase_operation(self, parent: str, request_id: str, budget: RetryBudget | None) -> dict | None:
-        job = self._find_job(parent, request_id, budget)
+    def _find_rebase_operation(self, parent: str, request_id: str, budget: RetryBudget | None,
+                               version: str = API_VERSION) -> dict | None:
+        job = self._find_job(parent, request_id, budget, version)
         if job is None:
             return None
         check(JOB, job.get("name", ""), "tuning job name")
+        # Only v1 has tuningJobs.operations.list; an operation is the same resource in either
+        # version (its `response` then names v1 types, and only the job's name is read).
         operations = list(
-            self._paginate("list_operations", job["name"], f"{job['name']}/operations", {}, "operations", budget)
+            self._paginate("list_operations", job["name"], f"{job['name']}/operations", {}, "operations", budget, V1)
         )
         rebases = [
             op for op in operations
@@ -312,14 +323,14 @@ class TuningClient:
             return client
 
     def _send(self, op: str, method: str, resource: str, path: str,
-              params: dict[str, str] | None, body: dict | None) -> httpx.Response:
-        """One HTTP attempt."""
+              params: dict[str, str] | None, body: dict | None, version: str = API_VERSION) -> httpx.Response:
+        """One HTTP attempt, under `/{version}/`."""
         client = self._client_for(resource)
         headers = self._credentials.headers()
         with self._lock:
             self._counts[op] += 1
         started = time.monotonic()
-        request = client.build_request(method, f"/{API_VERSION}/{path}", params=params, json=body, headers=headers)
+        request = client.build_request(method, f"/{version}/{path}", params=params, json=body, headers=headers)
         response = read_bounded(client.send(request, stream=True), f"{method} {path}")
         log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
         return response
@@ -340,7 +351,7 @@ class TuningClient:
     def _call(self, op: str, method: str, resource: str, path: str, *,
               params: dict[str, str] | None = None, body: dict | None = None,
               recover: Callable[[RetryBudget], dict | None] | None = None,
-              budget: RetryBudget | None = None) -> dict:
+              budget: RetryBudget | None = None, version: str = API_VERSION) -> dict:
         """Send with retries and return the JSON answer.
 
         Without `recover` the call is idempotent and every transient failure is retried.
@@ -361,7 +372,7 @@ class TuningClient:
                     return found
             retry_after: float | None = None
             try:
-                response = self._send(op, method, resource, path, params, body)
+                response = self._send(op, method, resource, path, params, body, version)
             except (httpx.TransportError, httpx.DecodingError) as exc:  # (an undecodable body: bad gzip, say)
                 error: ReconcilerError = TransportError(
                     self._scrub(f"could not complete {context}: {type(exc).__name__}: {str(exc) or 'no detail'}")
@@ -435,14 +446,14 @@ class TuningClient:
         return payload
 
     def _paginate(self, op: str, resource: str, path: str, params: dict[str, str], key: str,
-                  budget: RetryBudget | None = None) -> Iterator[dict]:
+                  budget: RetryBudget | None = None, version: str = API_VERSION) -> Iterator[dict]:
         seen: set[str] = set()
         token: str | None = None
         while True:
             page_params = dict(params)
             if token:
                 page_params["pageToken"] = token
-            page = self._call(op, "GET", resource, path, params=page_params, budget=budget)
+            page = self._call(op, "GET", resource, path, params=page_params, budget=budget, version=version)
             yield from check_page(page, key, f"malformed answer to GET {path}", params.get("fields"))
             token = page.get("nextPageToken") or None
             if token is None:
@@ -450,6 +461,12 @@ class TuningClient:
             if token in seen:  # a server bug would otherwise make us loop for ever
                 raise ApiError(0, "INTERNAL", f"the server repeated page token {token!r}", context=f"GET {path}")
             seen.add(token)
+
+
+def _version(api_version: str) -> str:
+    if api_version not in API_VERSIONS:
+        raise ValueError(f"unknown API version {api_version!r} (known: {', '.join(sorted(API_VERSIONS))})")
+    return api_version
 
 
 def _tls_refused(exc: BaseException) -> bool:

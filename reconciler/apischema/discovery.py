@@ -1,12 +1,15 @@
-"""The pinned, trimmed snapshot of Google's `aiplatform v1` discovery document.
+"""The pinned, trimmed snapshots of Google's `aiplatform` discovery documents, one per REST
+version (`v1`, `v1beta1`; see `versions.py`).
 
-The full document (about 3 MB) ships inside the `google-api-python-client` wheel. We keep
+The full documents (3-4 MB each) ship inside the `google-api-python-client` wheel. We keep
 only what the tool needs: the `projects.locations.tuningJobs` resource (with its
 `operations`), the schemas reachable from the tuning-job API surface, and the document's
-metadata (`revision`, `rootUrl`, global `parameters`, ...), so the snapshot is still a valid
-discovery document that `googleapiclient.discovery.build_from_document` accepts.
+metadata (`revision`, `rootUrl`, global `parameters`, ...), so each snapshot is still a valid
+discovery document that `googleapiclient.discovery.build_from_document` accepts. Enum numbers
+that differ from the discovery order are pinned beside them (`x-reconciler-enumNumbers`,
+read from google-cloud-aiplatform's protos: see `proto_enums.py`).
 
-`trim` is pure; reading the installed wheel and writing the snapshot are the I/O edges.
+`trim` is pure; reading the installed wheels and writing the snapshot are the I/O edges.
 """
 
 from __future__ import annotations
@@ -17,20 +20,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from reconciler.apischema.versions import VERSIONS, surface
 from reconciler.errors import ConfigError
+from reconciler.model import V1
 
-DOCUMENT_RESOURCE = "discovery_cache/documents/aiplatform.v1.json"
-SNAPSHOT_NAME = "aiplatform.v1.tuning.json"
-
+# v1's names, kept for callers that only ever meant v1.
+DOCUMENT_RESOURCE = surface(V1).document_resource
+SNAPSHOT_NAME = surface(V1).snapshot_name
 # The API surface the tool reads and writes; everything they reference comes along.
-ROOT_SCHEMAS: tuple[str, ...] = (
-    "GoogleCloudAiplatformV1TuningJob",
-    "GoogleCloudAiplatformV1RebaseTunedModelRequest",
-    "GoogleCloudAiplatformV1ListTuningJobsResponse",
-    "GoogleLongrunningOperation",
-)
+ROOT_SCHEMAS: tuple[str, ...] = surface(V1).root_schemas
 RESOURCE_PATH: tuple[str, ...] = ("projects", "locations", "tuningJobs")
-TUNING_JOB_SCHEMA = ROOT_SCHEMAS[0]
+TUNING_JOB_SCHEMA = surface(V1).tuning_job
+ENUM_NUMBERS_KEY = "x-reconciler-enumNumbers"
 
 
 def schemas_dir() -> Path:
@@ -43,8 +44,8 @@ def schemas_dir() -> Path:
     return package / "schemas"
 
 
-def snapshot_path() -> Path:
-    return schemas_dir() / "discovery" / SNAPSHOT_NAME
+def snapshot_path(version: str = V1) -> Path:
+    return schemas_dir() / "discovery" / surface(version).snapshot_name
 
 
 def is_output_only(prop: dict[str, Any]) -> bool:
@@ -58,9 +59,27 @@ def is_required(prop: dict[str, Any]) -> bool:
 
 
 @functools.cache
-def snapshot_schemas() -> dict[str, dict[str, Any]]:
+def snapshot_schemas(version: str = V1) -> dict[str, dict[str, Any]]:
     """The pinned snapshot's `schemas`, read once per process. Do not mutate."""
-    return load_snapshot()["schemas"]
+    return _snapshot(version)["schemas"]
+
+
+@functools.cache
+def _snapshot(version: str) -> dict[str, Any]:
+    return load_snapshot(version=version)
+
+
+@functools.cache
+def enum_numbers(version: str = V1) -> dict[str, dict[str, int]]:
+    """`"Schema.field"` -> {value: proto number} where that differs from the discovery order."""
+    return _snapshot(version).get(ENUM_NUMBERS_KEY, {})
+
+
+def enum_table(version: str, schema: str, field: str, values: list[str] | tuple[str, ...]) -> dict[str, int]:
+    """Every value of one enum field with its proto number (the discovery order unless the
+    snapshot pins another number)."""
+    moved = enum_numbers(version).get(f"{schema}.{field}", {})
+    return {value: moved.get(value, i) for i, value in enumerate(values)}
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -103,14 +122,17 @@ def _resource(doc: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def trim(doc: dict[str, Any], source: str | None = None) -> dict[str, Any]:
-    """Keep the tuningJobs resource and the schemas reachable from the tuning-job surface."""
+def trim(doc: dict[str, Any], source: str | None = None, version: str = V1,
+         enum_numbers: dict[str, dict[str, int]] | None = None, enum_source: str | None = None) -> dict[str, Any]:
+    """Keep the tuningJobs resource and the schemas reachable from the tuning-job surface;
+    `enum_numbers` (see `proto_enums`) is pinned beside them, for those schemas only."""
     if "revision" not in doc or "schemas" not in doc:
         raise ConfigError("not a discovery document: it has no `revision` or `schemas`")
     resource = _resource(doc)
     schemas = doc["schemas"]
+    roots = surface(version).root_schemas
     # Method request/response bodies (e.g. CancelTuningJobRequest, Empty) come along too.
-    names = reachable_schemas(schemas, [*ROOT_SCHEMAS, *_refs(resource)])
+    names = reachable_schemas(schemas, [*roots, *_refs(resource)])
     trimmed: dict[str, Any] = {k: v for k, v in doc.items() if k not in ("schemas", "resources")}
     nested: dict[str, Any] = resource
     for name in reversed(RESOURCE_PATH):
@@ -118,10 +140,14 @@ def trim(doc: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     trimmed["resources"] = nested["resources"]
     trimmed["schemas"] = {name: schemas[name] for name in sorted(names)}
     trimmed["x-reconciler-snapshot"] = {
-        "roots": list(ROOT_SCHEMAS),
+        "roots": list(roots),
         "resource": ".".join(RESOURCE_PATH),
         "source": source or "unknown",
     }
+    if enum_numbers is not None:
+        kept = {k: v for k, v in enum_numbers.items() if k.split(".", 1)[0] in names}
+        trimmed[ENUM_NUMBERS_KEY] = {k: dict(sorted(kept[k].items())) for k in sorted(kept)}
+        trimmed["x-reconciler-snapshot"]["enumNumbers"] = enum_source or "unknown"
     return trimmed
 
 
@@ -130,31 +156,39 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def load_installed_document() -> tuple[dict[str, Any], str]:
+def load_installed_document(version: str = V1) -> tuple[dict[str, Any], str]:
     """The full document from the installed `google-api-python-client`, and where it came from."""
     import importlib.metadata
     import importlib.resources
 
     try:
         files = importlib.resources.files("googleapiclient")
-        version = importlib.metadata.version("google-api-python-client")
+        package = importlib.metadata.version("google-api-python-client")
     except (ModuleNotFoundError, importlib.metadata.PackageNotFoundError):
         raise ConfigError(
             "google-api-python-client is not installed; install the test extras "
             "(pip install -e '.[test]') to refresh the discovery snapshot"
         ) from None
-    resource = files / DOCUMENT_RESOURCE
+    document = surface(version).document_resource
     try:
-        doc = json.loads(resource.read_text(encoding="utf-8"))
+        doc = json.loads((files / document).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(
-            f"google-api-python-client {version} does not ship {DOCUMENT_RESOURCE}"
-        ) from None
-    return doc, f"google-api-python-client {version}: googleapiclient/{DOCUMENT_RESOURCE}"
+        raise ConfigError(f"google-api-python-client {package} does not ship {document}") from None
+    return doc, f"google-api-python-client {package}: googleapiclient/{document}"
 
 
-def load_snapshot(path: Path | None = None) -> dict[str, Any]:
-    path = path or snapshot_path()
+def refreshed_snapshot(version: str) -> tuple[dict[str, Any], str]:
+    """The snapshot `schema refresh-discovery` writes for `version`, from the installed
+    google-api-python-client (the document) and google-cloud-aiplatform (enum numbers)."""
+    from reconciler.apischema.proto_enums import numbers_from_protos
+
+    doc, source = load_installed_document(version)
+    numbers, enum_source = numbers_from_protos(doc["schemas"], surface(version))
+    return trim(doc, source, version, numbers, enum_source), source
+
+
+def load_snapshot(path: Path | None = None, version: str = V1) -> dict[str, Any]:
+    path = path or snapshot_path(version)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -163,3 +197,8 @@ def load_snapshot(path: Path | None = None) -> dict[str, Any]:
         ) from None
     except ValueError as exc:
         raise ConfigError(f"discovery snapshot {path} is not valid JSON: {exc}") from None
+
+
+def load_snapshots() -> dict[str, dict[str, Any]]:
+    """Every version's pinned snapshot, by version (what `schema generate` reads)."""
+    return {version: load_snapshot(version=version) for version in VERSIONS}

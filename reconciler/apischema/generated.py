@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 from reconciler.apischema.discovery import schemas_dir
+from reconciler.apischema.versions import surface
 from reconciler.errors import ConfigError
+from reconciler.model import V1
 
-SPEC_SCHEMA_FILE = "tuningjob.v1.schema.json"
+SPEC_SCHEMA_FILE = surface(V1).spec_schema_file  # tuningjob.v1.schema.json
 MANIFEST_SCHEMA_FILE = "manifest.schema.json"
 PLAN_SCHEMA_FILE = "plan.schema.json"
 
@@ -23,9 +25,9 @@ def load(name: str) -> dict[str, Any]:
         raise ConfigError(f"{path} is missing; run `reconciler schema generate`") from None
 
 
-def spec_schema() -> dict[str, Any]:
-    """`tuningjob.v1.schema.json`: a TuningJob as written in a manifest's `spec`."""
-    return load(SPEC_SCHEMA_FILE)
+def spec_schema(version: str = V1) -> dict[str, Any]:
+    """`tuningjob.VERSION.schema.json`: a TuningJob as written in a manifest's `spec`."""
+    return load(surface(version).spec_schema_file)
 
 
 def manifest_schema() -> dict[str, Any]:

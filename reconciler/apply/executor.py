@@ -28,7 +28,7 @@ from reconciler.api.errors import FailedPreconditionError
 from reconciler.api.names import new_request_id
 from reconciler.apply.pacer import Pacer
 from reconciler.errors import ReconcilerError
-from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL
+from reconciler.model import ACTIVE_STATES, KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SPEC_LABEL, V1
 from reconciler.plan.live import LiveJob
 from reconciler.plan.model import Action, Change, Plan
 from reconciler.state.model import State, StateEntry
@@ -93,11 +93,11 @@ class Executor:
         # Vertex AI's submission quota is per project and region: so is each pacer.
         self._pacers: dict[tuple[str, str], Pacer] = {}
         self._lock = threading.Lock()
-        self._recorded = threading.Condition(self._lock)  # a store.record() call has returned
-        self._recording = 0  # store.record() calls under way
         self._stopping = threading.Event()  # Ctrl-C: start nothing more
         self._closed = False  # ... and, after the grace period, record nothing more
         self._running = _Running()
+        self._recording = 0  # records being written now
+        self._recorded = threading.Condition(self._lock)
         self._local = threading.local()  # .pacer, .epoch: this thread's submission's pacer and epoch
         if hasattr(client, "on_throttle"):
             client.on_throttle(self._throttled)
@@ -134,13 +134,12 @@ class Executor:
         return StateEntry(key=change.key, project=change.project, location=change.location)
 
     def _record(self, entry: StateEntry | None, address: str) -> None:
+        # Outside the lock: the store shares one fsync among concurrent records (group commit).
         with self._lock:
             if self._closed:
                 raise ApplyInterrupted()
             self._recording += 1
         try:
-            # Outside our lock: a store that group-commits (Cloud Storage) writes the records
-            # of all workers in one batch instead of one after the other.
             self.store.record(entry, address)
         finally:
             with self._lock:
@@ -158,7 +157,7 @@ class Executor:
             history.append(entry.job_name)
         new = replace(entry, job_name=job.name, job_state=job.state, update_time=job.update_time,
                       spec_hash=job.spec_label or change.spec_hash, request_id=request_id, history=history,
-                      prevent_cancel=change.lifecycle.prevent_cancel)
+                      prevent_cancel=change.lifecycle.prevent_cancel, api_version=_stored(change.api_version))
         self._record(new, change.address)
         return new
 
@@ -188,14 +187,15 @@ class Executor:
     def _cancel_if_active(self, change: Change) -> None:
         if change.job and change.job.state in ACTIVE_STATES:
             try:
-                self.client.cancel_job(change.job.name)
+                self.client.cancel_job(change.job.name, api_version=change.api_version)
             except FailedPreconditionError:
                 pass  # it finished meanwhile: nothing left to cancel
 
     def _create(self, change: Change) -> str:
         # A replace cancels the old job once the new one may go, not before it waits its turn.
         cancel = (lambda: self._cancel_if_active(change)) if change.action is Action.REPLACE else None
-        job = self._submit(change, lambda rid: self.client.create_job(change.parent, create_body(change), request_id=rid),
+        job = self._submit(change, lambda rid: self.client.create_job(change.parent, create_body(change), request_id=rid,
+                                                                      api_version=change.api_version),
                            LiveJob.from_api, before=cancel)
         return f"created {job.name}"
 
@@ -205,11 +205,12 @@ class Executor:
 
         def finish(op: dict) -> LiveJob:
             done = op if op.get("done") else self.client.wait_operation(
-                op["name"], timeout=self.options.operation_timeout)
+                op["name"], timeout=self.options.operation_timeout, api_version=change.api_version)
             # A done operation without a proper job would record a nameless job in state.
             return LiveJob.from_api(check_tuning_job(done.get("response"), f"operation {op.get('name')}: response"))
 
-        job = self._submit(change, lambda rid: self.client.rebase_tuned_model(change.parent, body, request_id=rid),
+        job = self._submit(change, lambda rid: self.client.rebase_tuned_model(change.parent, body, request_id=rid,
+                                                                              api_version=change.api_version),
                            finish)
         return f"rebased onto {job.raw.get('baseModel', '?')} as {job.name}"
 
@@ -233,10 +234,14 @@ class Executor:
     def _refresh(self, change: Change) -> str:
         with self._lock:
             entry = self.entries.get(change.address)
+        api_version = _stored(change.api_version) if change.after is not None else entry and entry.api_version
         if entry is not None and change.job is not None and (
-                entry.job_state != change.job.state or entry.update_time != change.job.update_time):
-            self._record(replace(entry, job_state=change.job.state, update_time=change.job.update_time),
-                         change.address)
+                entry.job_state != change.job.state or entry.update_time != change.job.update_time
+                or entry.api_version != api_version):
+            # A manifest moved between v1 and v1beta1 with the same fields: not a change to the
+            # job, but later cancels and reads go through the version it names now.
+            self._record(replace(entry, job_state=change.job.state, update_time=change.job.update_time,
+                                 api_version=api_version), change.address)
         return "unchanged"
 
     def _label(self, change: Change) -> str:
@@ -332,9 +337,9 @@ class Executor:
                                    "under way to be recorded (Ctrl-C again to stop at once)...")
                 self._running.wait_idle(max(0.0, deadline - time.monotonic()))
         finally:
-            with self._lock:
+            with self._lock:  # nothing more is recorded once the records being written are
                 self._closed = True
-                self._recorded.wait_for(lambda: self._recording == 0)  # records being written finish
+                self._recorded.wait_for(lambda: self._recording == 0)
 
 
 def _by_turns(changes: list[Change]) -> list[int]:
@@ -344,6 +349,11 @@ def _by_turns(changes: list[Change]) -> list[int]:
     for i, change in enumerate(changes):
         regions.setdefault((change.project, change.location), []).append(i)
     return [i for turn in itertools.zip_longest(*regions.values()) for i in turn if i is not None]
+
+
+def _stored(api_version: str) -> str | None:
+    """State records only the versions other than v1 (v1 entries look as they always did)."""
+    return None if api_version == V1 else api_version
 
 
 class _Running:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from reconciler.model import ACTIVE_STATES
+from reconciler.model import ACTIVE_STATES, V1, read_version
 from reconciler.plan.live import LiveJob
 from reconciler.plan.refresh import list_jobs
 from reconciler.state.model import StateEntry
@@ -27,11 +27,17 @@ def follow(client, store, started: dict[str, StateEntry], say: Callable[[str], N
     final: dict[str, LiveJob] = {}
     begun = time.monotonic()
     while pending:
-        parents = sorted({(e.project, e.location) for e in pending.values()})
-        seen = {job.name: job for p, l in parents for job in list_jobs(client, p, l)}
+        # Through v1beta1 where a followed job is v1beta1: its tuningJobState then shows.
+        versions: dict[tuple[str, str], set[str]] = {}
+        for e in pending.values():
+            versions.setdefault((e.project, e.location), set()).add(e.api_version or V1)
+        seen = {job.name: job for (p, l), vs in sorted(versions.items())
+                for job in list_jobs(client, p, l, api_version=read_version(vs))}
         counts: dict[str, int] = {}
         for address, entry in sorted(pending.items()):
-            job = seen.get(entry.job_name) or LiveJob.from_api(client.get_job(entry.job_name))
+            version = entry.api_version or V1
+            job = seen.get(entry.job_name) or LiveJob.from_api(
+                client.get_job(entry.job_name, api_version=version), version)
             if job.state != entry.job_state:
                 entry = replace(entry, job_state=job.state, update_time=job.update_time)
                 store.record(entry, address)
@@ -41,7 +47,7 @@ def follow(client, store, started: dict[str, StateEntry], say: Callable[[str], N
                 del pending[address]
                 say(f"{labels[address]}: {job.short_state}{_result(job)}")
             else:
-                counts[job.short_state] = counts.get(job.short_state, 0) + 1
+                counts[job.state_text] = counts.get(job.state_text, 0) + 1
         if not pending:
             break
         elapsed = time.monotonic() - begun

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give both a project and a location (--project/--location or "
                           "$GOOGLE_CLOUD_PROJECT/$GOOGLE_CLOUD_LOCATION)")
     parents = operations.job_parents(given.parent, args.state)
+    versions = operations.job_versions(args.state)
     out = sys.stdout
     redraw = args.watch and args.format == "table" and out.isatty()
     with operations.open_client(operations.Connection(endpoint=args.endpoint)) as client:
@@ -77,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
         while True:
             now = time.time()
             rows = [job_row(j.job.raw, j.project, j.location, now)
-                    for j in operations.list_jobs(client, parents, args.all, args.filter)]
+                    for j in operations.list_jobs(client, parents, args.all, args.filter, versions)]
             if args.watch:
                 # A terminal is redrawn in place; a log or pipe gets a refresh only when something changed.
-                snapshot = json.dumps([(r.name, r.state, r.endpoint) for r in rows])
+                snapshot = json.dumps([(r.name, r.state, r.tuning_job_state, r.endpoint) for r in rows])
                 if redraw or snapshot != shown:
                     if redraw:
                         out.write("\x1b[H\x1b[2J")

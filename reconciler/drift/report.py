@@ -83,6 +83,7 @@ class DriftItem:
     display_name: str | None = None
     create_time: str | None = None
     ignored_by: str | None = None  # "lifecycle.ignoreDrift" or ".reconcilerignore:LINE"
+    tuning_state: str | None = None  # v1beta1's tuningJobState, when the service gave it
 
     @property
     def job_id(self) -> str | None:
@@ -117,6 +118,7 @@ class ActiveJob:
     job: str
     state: str
     create_time: str
+    tuning_state: str | None = None  # v1beta1's tuningJobState, when the service gave it
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,12 @@ def _pending_kind(change: Change, blocked: set[str]) -> str | None:
     return None  # unchanged, or a failure the plan only reports (out-of-band covers it)
 
 
-def _change_items(plan: Plan, wanted: dict[str, DesiredJob]) -> list[DriftItem]:
+def _tuning_state(live: LiveView, name: str | None) -> str | None:
+    job = live.job(name) if name else None
+    return job.tuning_state or None if job is not None else None
+
+
+def _change_items(plan: Plan, wanted: dict[str, DesiredJob], live: LiveView) -> list[DriftItem]:
     blocked = {p.address for p in plan.problems}
     problems = {p.address: p.message for p in plan.problems}
     items: list[DriftItem] = []
@@ -199,7 +206,7 @@ def _change_items(plan: Plan, wanted: dict[str, DesiredJob]) -> list[DriftItem]:
             location=change.location, key=change.key, detail=detail,
             job=change.job.name if change.job else None, state=change.job.state if change.job else None,
             reason=change.reason.value, source=desired.source if desired else None,
-            field_changes=change.field_changes,
+            field_changes=change.field_changes, tuning_state=_tuning_state(live, change.job.name if change.job else None),
         ))
     return items
 
@@ -219,6 +226,7 @@ def _out_of_band_items(state: State, live: LiveView, wanted: dict[str, DesiredJo
                                        state=entry.job_state, **base))
             continue
         base["state"] = job.state
+        base["tuning_state"] = job.tuning_state or None
         if labels_changed(job, entry.key, entry.imported):
             found = (f"reconciler-key={job.key}" if job.key else
                      "managed-by label missing" if not job.managed else "reconciler-key missing")
@@ -250,6 +258,7 @@ def _stray_items(state: State, live: LiveView, plan: Plan) -> list[DriftItem]:
             items.append(DriftItem(
                 category=OUT_OF_BAND, kind="stray", address=f"{project}/{location}/{job.key}", project=project,
                 location=location, key=job.key, job=job.name, state=job.state, create_time=job.create_time or None,
+                tuning_state=job.tuning_state or None,
                 detail=f"{job.short_state} job labelled for this key that state does not track: billed but "
                        "unmanaged; cancel it, or track it with `reconciler state rm` + `reconciler import`"))
     return items
@@ -263,7 +272,7 @@ def _unmanaged_items(unmanaged: dict[tuple[str, str], list[LiveJob]]) -> list[Dr
             raw = job.raw
             items.append(DriftItem(
                 category=UNMANAGED, kind="unmanaged", address=f"{project}/{location}/{job_id}", project=project,
-                location=location, key=None, job=job.name, state=job.state,
+                location=location, key=None, job=job.name, state=job.state, tuning_state=job.tuning_state or None,
                 detail="no managed-by label: made outside tuning-reconciler",
                 base_model=str(raw.get("baseModel", "")) or None,
                 display_name=str(raw.get("tunedModelDisplayName", "")) or None,
@@ -367,7 +376,7 @@ def summarize(state: State, live: LiveView,
                                          str(tuned["endpoint"]) if tuned.get("endpoint") else None,
                                          name in current, job.create_time))
         elif job.state in ACTIVE_STATES:
-            active.append(ActiveJob(address, key, name, job.state, job.create_time))
+            active.append(ActiveJob(address, key, name, job.state, job.create_time, job.tuning_state or None))
     oldest = min(active, key=lambda a: (a.create_time, a.job)) if active else None
     all_unmanaged = [j for jobs in (unmanaged or {}).values() for j in jobs]
     return Summary(
@@ -394,7 +403,7 @@ def build_report(
     desired, state and live (with the same targets)."""
     chosen = set(targets) if targets is not None else None
     wanted = {d.address: d for d in desired}
-    items = _change_items(plan, wanted)
+    items = _change_items(plan, wanted, live)
     items += [i for i in _out_of_band_items(state, live, wanted) + _stray_items(state, live, plan)
               if targeted(i.address, chosen)]
     if unmanaged is not None and chosen is None:  # unmanaged jobs have no key to target

@@ -20,12 +20,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from reconciler.apischema.versions import surface
 from reconciler.emulator import exceptions as err
-from reconciler.emulator import schema
+from reconciler.emulator import schema, substates
 from reconciler.emulator.clock import Clock, rfc3339
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.filters import JOB_STATES, compile_filter
-from reconciler.emulator.jobs import PROTO_TUNING_JOB_FIELDS, TUNING_JOB_TYPE, Job, Operation, chosen_hyper_parameters
+from reconciler.emulator.jobs import Job, Operation, chosen_hyper_parameters, training_data
+from reconciler.emulator.metadata import experiment_context
+from reconciler.model import V1, V1BETA1
 
 TUNING_JOB = schema.TUNING_JOB
 REBASE_REQUEST = f"{schema.PREFIX}RebaseTunedModelRequest"
@@ -56,6 +59,7 @@ _PARENT = re.compile(r"^projects/([^/]+)/locations/([^/]+)$")
 _REGION = re.compile(r"^projects/([^/]+)/locations/([^/]+)(?:/|$)")
 _JOB_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/tuningJobs/([^/]+)$")
 _OP_NAME = re.compile(r"^(projects/[^/]+/locations/[^/]+/tuningJobs/[^/]+)/operations/([^/]+)$")
+_CONTEXT_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/metadataStores/([^/]+)/contexts/([^/]+)$")
 _MODEL_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/models/(\d+)(?:@(\d+))?$")
 _DATASET = re.compile(r"^projects/[^/]+/locations/[^/]+/datasets/[^/]+$")
 
@@ -90,6 +94,7 @@ class Backend:
         self._ops_by_job: dict[str, list[str]] = {}
         self._parents: dict[tuple[str, str], _ParentIndex] = {}
         self._models: dict[str, Job] = {}  # model id -> job with the latest version
+        self._experiments: dict[str, Job] = {}  # experiment context name -> the first job with it
         self._events: list[tuple[float, int, str, int]] = []  # (due, tie, job name, generation)
         self._tie = 0
         self._seq = 0
@@ -187,14 +192,28 @@ class Backend:
         """One scheduled transition of `job`, happening at time `at`."""
         if job.state == "JOB_STATE_PENDING":
             self._start(job, at)
-            self._schedule(job, job.create_time + self.config.job_duration)
+            self._schedule_running(job)
         elif job.state == "JOB_STATE_RUNNING":
-            self._finish(job, job.outcome, at)
+            upcoming = substates.next_stage(job.start_time or at, self._end_of(job), job.tuning_state)
+            if upcoming is not None:  # v1beta1's finer state moves on; the job runs on
+                job.tuning_state = upcoming[1]
+                self._schedule_running(job)
+            else:
+                self._finish(job, job.outcome, at)
         elif job.state == "JOB_STATE_CANCELLING":
             self._finish(job, "JOB_STATE_CANCELLED", at)
 
+    def _end_of(self, job: Job) -> float:
+        return job.create_time + self.config.job_duration
+
+    def _schedule_running(self, job: Job) -> None:
+        """The next event of a RUNNING job: its next finer state, else its end."""
+        upcoming = substates.next_stage(job.start_time or job.create_time, self._end_of(job), job.tuning_state)
+        self._schedule(job, upcoming[0] if upcoming is not None else self._end_of(job))
+
     def _start(self, job: Job, at: float) -> None:
         job.state = "JOB_STATE_RUNNING"
+        job.tuning_state = substates.FIRST_RUNNING
         job.start_time = at
         job.update_time = at
         job.spec = self._with_chosen_hyper_parameters(job)
@@ -219,6 +238,7 @@ class Backend:
         if job.start_time is None and state in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
             self._start(job, at)
         job.state = state
+        job.tuning_state = None
         job.update_time = at
         job.end_time = at
         if state == "JOB_STATE_FAILED":
@@ -243,9 +263,7 @@ class Backend:
         if job.state == "JOB_STATE_CANCELLED":
             op.error = {"code": 1, "message": "Operation was cancelled."}
         else:
-            op.response = {"@type": TUNING_JOB_TYPE} | {
-                k: v for k, v in job.resource().items() if k in PROTO_TUNING_JOB_FIELDS
-            }
+            op.response = job.resource(version=V1BETA1)  # cut to the version asked for when read
 
     def _changed(self) -> None:
         for callback in self.on_change:
@@ -253,29 +271,32 @@ class Backend:
 
     # -- create ------------------------------------------------------------------------
 
-    def validate_spec(self, spec: dict[str, Any], path: str = "tuning_job") -> None:
+    def validate_spec(self, spec: dict[str, Any], path: str = "tuning_job", version: str = V1) -> None:
         """The service's checks of a decoded TuningJob body; 400 with field violations."""
         problems: list[tuple[str, str]] = []
         if not spec.get("baseModel") and not spec.get("preTunedModel", {}).get("tunedModelName"):
             problems.append((f"{path}.base_model", "base_model is required."))
-        specs = [k for k in ("supervisedTuningSpec", "preferenceOptimizationSpec") if k in spec]
+        if spec.get("customBaseModel") and not spec.get("baseModel"):
+            problems.append((f"{path}.custom_base_model", "custom_base_model requires base_model."))
+        known = surface(version).tuning_specs
+        specs = [k for k in known if k in spec]
+        names = " or ".join(schema.snake(k) for k in known)
         if not specs:
-            problems.append(
-                (f"{path}.tuning_spec", "One of supervised_tuning_spec or preference_optimization_spec must be set.")
-            )
+            problems.append((f"{path}.tuning_spec", f"One of {names} must be set."))
         elif len(specs) > 1:
-            problems.append(
-                (f"{path}.tuning_spec", "Only one of supervised_tuning_spec or preference_optimization_spec may be set.")
-            )
+            problems.append((f"{path}.tuning_spec", f"Only one of {names} may be set."))
         for key in specs:
             tuning = spec[key]
             where = f"{path}.{schema.snake(key)}"
-            uri = tuning.get("trainingDatasetUri")
+            # Distillation names its data `prompt_dataset_uri` (`training_dataset_uri` is deprecated there).
+            field = "promptDatasetUri" if key == "distillationSpec" and "trainingDatasetUri" not in tuning \
+                else "trainingDatasetUri"
+            uri = tuning.get(field)
             if not uri:
-                problems.append((f"{where}.training_dataset_uri", "training_dataset_uri is required."))
+                problems.append((f"{where}.{schema.snake(field)}", f"{schema.snake(field)} is required."))
             elif not _dataset_ok(uri):
                 problems.append(
-                    (f"{where}.training_dataset_uri", "training_dataset_uri should be a GCS object of type JSONL.")
+                    (f"{where}.{schema.snake(field)}", f"{schema.snake(field)} should be a GCS object of type JSONL.")
                 )
             validation_uri = tuning.get("validationDatasetUri")
             if validation_uri and not _dataset_ok(validation_uri):
@@ -283,6 +304,8 @@ class Backend:
                     (f"{where}.validation_dataset_uri", "validation_dataset_uri should be a GCS object of type JSONL.")
                 )
             hyper = tuning.get("hyperParameters", {})
+            if key == "partnerModelTuningSpec":
+                continue  # free-form hyperparameters: the partner model judges them
             if "epochCount" in hyper and int(hyper["epochCount"]) <= 0:
                 problems.append((f"{where}.hyper_parameters.epoch_count", "epoch_count must be positive."))
             if "learningRateMultiplier" in hyper and not hyper["learningRateMultiplier"] > 0:
@@ -314,30 +337,32 @@ class Backend:
         if problems:
             raise err.field_violations(problems)
 
-    def decode_job(self, body: Any, path: str = "tuning_job") -> dict[str, Any]:
-        spec = schema.decode_message(TUNING_JOB, body, path)
-        tuning_key = next((k for k in ("supervisedTuningSpec", "preferenceOptimizationSpec") if k in spec), None)
+    def decode_job(self, body: Any, path: str = "tuning_job", version: str = V1) -> dict[str, Any]:
+        """A TuningJob body as `version` reads it (camelCase or snake_case keys, enums by name or
+        proto number, int64 as string or number): unknown fields, v1beta1's among them in v1, are 400."""
+        spec = schema.decode_message(schema.tuning_job(version), body, path)
+        tuning_key = next((k for k in surface(version).tuning_specs if k in spec), None)
         if tuning_key is not None and "hyperParameters" not in spec[tuning_key]:
             # observed: hyperParameters is echoed as `{}` when none were given
             spec[tuning_key] = {**spec[tuning_key], "hyperParameters": {}}
         return spec
 
-    def create(self, parent: str, body: Any) -> dict[str, Any]:
+    def create(self, parent: str, body: Any, version: str = V1) -> dict[str, Any]:
         with self.lock:
             self.tick()
             project, location = self._parent_key(parent)
-            spec = self.decode_job(body)
-            self.validate_spec(spec)
+            spec = self.decode_job(body, version=version)
+            self.validate_spec(spec, version=version)
             job = self._insert(project, location, spec, self.clock.now())
             self._changed()
-            return job.resource()
+            return job.resource(version=version)
 
     def _insert(self, project: str, location: str, spec: dict[str, Any], now: float, model_id: str | None = None,
                 model_version: int = 1, endpoint_id: str | None = None, schedule: bool = True) -> Job:
         job_id = self._new_id()
         self._seq += 1
-        tuning = spec.get("supervisedTuningSpec") or spec.get("preferenceOptimizationSpec") or {}
-        uri = str(tuning.get("trainingDatasetUri", ""))
+        tuning = next((spec[k] for k in surface(V1BETA1).tuning_specs if k in spec), {})
+        uri = training_data(tuning)
         pre_tuned = _MODEL_NAME.match(spec.get("preTunedModel", {}).get("tunedModelName", ""))
         if model_id is None and pre_tuned and pre_tuned.group(3) in self._models:
             # continuous tuning: a new version of the model it starts from
@@ -359,6 +384,8 @@ class Backend:
             experiment=f"projects/{project}/locations/{location}/metadataStores/default/contexts/"
             f"tuning-experiment-{_experiment_stamp(now)}",
             outcome="JOB_STATE_FAILED" if "fail" in uri else "JOB_STATE_SUCCEEDED",
+            tuning_state=substates.WAITING_FOR_QUOTA,
+            beta_fields=schema.project(TUNING_JOB, spec) != spec,
         )
         self._index(job)
         if schedule:
@@ -375,16 +402,17 @@ class Backend:
         latest = self._models.get(job.model_id)
         if latest is None or latest.model_version <= job.model_version:
             self._models[job.model_id] = job
+        self._experiments.setdefault(job.experiment, job)
 
     # -- read --------------------------------------------------------------------------
 
-    def get(self, name: str) -> dict[str, Any]:
+    def get(self, name: str, version: str = V1) -> dict[str, Any]:
         with self.lock:
             self.tick()
-            return self._job(name).resource()
+            return self._job(name).resource(version=version)
 
     def list(self, parent: str, filter_text: str = "", page_size: int = 0, page_token: str = "",
-             wanted: frozenset[str] | None = None) -> Page:
+             wanted: frozenset[str] | None = None, version: str = V1) -> Page:
         """`wanted`: the top-level job fields a partial response keeps (None: all)."""
         with self.lock:
             self.tick()
@@ -412,7 +440,7 @@ class Backend:
                 i -= 1
             more = len(found) == size and any(compiled.predicate(candidates[k]) for k in range(i, -1, -1))
             token = self._encode_token(parent_name, filter_text, found[-1].seq) if more and found else None
-            return Page([job.resource(wanted) for job in found], token)
+            return Page([job.resource(wanted, version) for job in found], token)
 
     @staticmethod
     def _encode_token(parent: str, filter_text: str, seq: int) -> str:
@@ -453,6 +481,7 @@ class Backend:
 
     def _begin_cancel(self, job: Job, now: float) -> None:
         job.state = "JOB_STATE_CANCELLING"
+        job.tuning_state = None
         job.update_time = now
         job.generation += 1
         job.pinned = False
@@ -460,11 +489,11 @@ class Backend:
 
     # -- rebase ------------------------------------------------------------------------
 
-    def rebase(self, parent: str, body: Any) -> dict[str, Any]:
+    def rebase(self, parent: str, body: Any, version: str = V1) -> dict[str, Any]:
         with self.lock:
             self.tick()
             project, location = self._parent_key(parent)
-            request = schema.decode_message(REBASE_REQUEST, body, "")
+            request = schema.decode_message(surface(version).schema("RebaseTunedModelRequest"), body, "")
             ref = request.get("tunedModelRef")
             if not ref:
                 raise err.field_violations([("tuned_model_ref", "tuned_model_ref is required.")])
@@ -484,14 +513,14 @@ class Backend:
                 raise err.field_violations(
                     [("artifact_destination.output_uri_prefix", "output_uri_prefix must start with gs://.")]
                 )
-            overrides = self.decode_job(request["tuningJob"], "tuning_job") if "tuningJob" in request else {}
+            overrides = self.decode_job(request["tuningJob"], "tuning_job", version) if "tuningJob" in request else {}
             # Rebase keeps the job's tuning data and settings; the request may replace any of
             # them, notably `baseModel`. Server-chosen hyperparameters are chosen afresh.
             base = {k: v for k, v in source.spec.items() if k not in overrides}
             if "supervisedTuningSpec" in base:
                 base["supervisedTuningSpec"] = {**base["supervisedTuningSpec"], "hyperParameters": {}}
             spec = base | overrides
-            self.validate_spec(spec)
+            self.validate_spec(spec, version=V1BETA1)  # the source job may hold v1beta1 fields
             now = self.clock.now()
             same_endpoint = bool(request.get("deployToSameEndpoint"))
             job = self._insert(
@@ -504,7 +533,7 @@ class Backend:
                 endpoint_id=source.endpoint_id if same_endpoint else None,
             )
             op = Operation(name=f"{job.name}/operations/{self._new_id()}", job_name=job.name, create_time=now,
-                           update_time=now)
+                           update_time=now, api_version=version)
             job.rebase_op = op.name
             self.operations[op.name] = op
             self._ops_by_job.setdefault(job.name, []).append(op.name)
@@ -533,21 +562,40 @@ class Backend:
 
     # -- operations --------------------------------------------------------------------
 
-    def get_operation(self, name: str) -> dict[str, Any]:
+    def get_operation(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """`version` None (`/ui/`): in the version the operation was started through."""
         with self.lock:
             self.tick()
-            return self._operation(name).resource()
+            return self._operation(name).resource(version)
 
     def operation_done(self, name: str) -> bool:
         with self.lock:
             self.tick()
             return self._operation(name).done
 
-    def list_operations(self, job_name: str) -> list[dict[str, Any]]:
+    def list_operations(self, job_name: str, version: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             self.tick()
             job = self._job(job_name)
-            return [self.operations[n].resource() for n in self._ops_by_job.get(job.name, [])]
+            return [self.operations[n].resource(version) for n in self._ops_by_job.get(job.name, [])]
+
+    # -- metadata ----------------------------------------------------------------------
+
+    def get_context(self, name: str) -> dict[str, Any]:
+        """MetadataService contexts.get, for the `experiment` context of a job (what the Vertex
+        AI SDK's `job.refresh()` reads once a job runs). Other contexts do not exist here."""
+        with self.lock:
+            self.tick()
+            match = _CONTEXT_NAME.match(name)
+            if not match:
+                raise err.InvalidArgument(f'Invalid Context resource name "{name}".')
+            project, location, store, context = match.groups()
+            canonical = (f"projects/{self.project_number(project)}/locations/{location}/metadataStores/{store}"
+                         f"/contexts/{context}")
+            job = self._experiments.get(canonical)
+            if job is None or job.start_time is None:  # the experiment appears once the job runs
+                raise err.NotFound(f'Context "{canonical}" is not found.')
+            return experiment_context(canonical, context, job.start_time, job.update_time)
 
     def cancel_operation(self, name: str) -> dict[str, Any]:
         with self.lock:
@@ -587,8 +635,10 @@ class Backend:
         with self.lock:
             self.tick()
             project, location = self._parent_key(parent)
-            base = self.decode_job(spec if spec is not None else DEFAULT_SEED_SPEC)
-            self.validate_spec({**base, "labels": {**base.get("labels", {}), **{k: v.replace("{n}", "0") for k, v in labels.items()}}})
+            # Seeds may hold any version's fields (a v1 read then leaves v1beta1's out).
+            base = self.decode_job(spec if spec is not None else DEFAULT_SEED_SPEC, version=V1BETA1)
+            self.validate_spec({**base, "labels": {**base.get("labels", {}), **{k: v.replace("{n}", "0") for k, v in labels.items()}}},
+                               version=V1BETA1)
             templated = {k: v for k, v in labels.items() if "{n}" in v}
             fixed = {**base.get("labels", {}), **{k: v for k, v in labels.items() if "{n}" not in v}}
             now = self.clock.now()
@@ -630,6 +680,9 @@ class Backend:
             if state in ("JOB_STATE_RUNNING", "JOB_STATE_PAUSED", "JOB_STATE_UPDATING") and job.start_time is None:
                 self._start(job, now)
             job.state = state
+            # A job held RUNNING is mid-tuning; held PENDING or QUEUED it waits for quota.
+            job.tuning_state = substates.TUNING if state == "JOB_STATE_RUNNING" else \
+                substates.WAITING_FOR_QUOTA if state in ("JOB_STATE_PENDING", "JOB_STATE_QUEUED") else None
             job.update_time = now
             job.end_time = None
             job.error = None
@@ -689,7 +742,7 @@ class Backend:
         if job.state == "JOB_STATE_PENDING":
             self._schedule(job, job.create_time + self.config.effective_start_delay)
         elif job.state == "JOB_STATE_RUNNING":
-            self._schedule(job, job.create_time + self.config.job_duration)
+            self._schedule_running(job)
         elif job.state == "JOB_STATE_CANCELLING":
             self._schedule(job, job.update_time + self.config.effective_cancel_delay)
 

@@ -119,14 +119,17 @@ class Stats:
     def reset(self) -> None:
         with self._lock:
             self.requests: dict[str, int] = {}
+            self.versions: dict[str, int] = {}  # first path segment (v1, v1beta1, ui) -> count
             self.responses: dict[str, int] = {}  # HTTP status -> count
             self.faults: dict[str, int] = {"429": 0, "503": 0, "dropped": 0, "quota": 0}
             self.in_flight = 0
             self.max_in_flight = 0
 
-    def begin(self, method: str) -> None:
+    def begin(self, method: str, version: str | None = None) -> None:
         with self._lock:
             self.requests[method] = self.requests.get(method, 0) + 1
+            if version:
+                self.versions[version] = self.versions.get(version, 0) + 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
@@ -145,6 +148,7 @@ class Stats:
             return {
                 "requests": dict(self.requests),
                 "total": sum(self.requests.values()),
+                "versions": dict(self.versions),
                 "responses": dict(self.responses),
                 "faults": dict(self.faults),
                 "maxInFlight": self.max_in_flight,

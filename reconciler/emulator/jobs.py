@@ -12,10 +12,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Collection
 
+from reconciler.apischema.versions import ALL_TUNING_SPECS, surface
+from reconciler.emulator import schema
 from reconciler.emulator.clock import rfc3339
+from reconciler.model import V1, V1BETA1
 
-TUNING_JOB_TYPE = "type.googleapis.com/google.cloud.aiplatform.v1.TuningJob"
-REBASE_METADATA_TYPE = "type.googleapis.com/google.cloud.aiplatform.v1.RebaseTunedModelOperationMetadata"
+# v1's names (callers that only ever meant v1); `type_url(version, ...)` for either.
+TUNING_JOB_TYPE = surface(V1).type_url("TuningJob")
+REBASE_METADATA_TYPE = surface(V1).type_url("RebaseTunedModelOperationMetadata")
+# Settable fields a v1beta1 job may hold besides the tuning spec, in the order they are shown.
+_SOURCE_FIELDS = ("baseModel", "preTunedModel", "customBaseModel")
+# Specs whose data statistics the emulator derives (the others have none).
+_STATS_KEYS = {"supervisedTuningSpec": "supervisedTuningDataStats", "fullFineTuningSpec": "supervisedTuningDataStats",
+               "preferenceOptimizationSpec": "preferenceOptimizationDataStats"}
 
 
 @dataclass
@@ -43,6 +52,8 @@ class Job:
     generation: int = 0  # bumps on every out-of-schedule change: stale events are skipped
     rebase_op: str | None = None  # the operation that created this job by rebase
     pinned: bool = False  # setState: the clock no longer moves this job
+    tuning_state: str | None = None  # v1beta1's tuningJobState (while PENDING or RUNNING)
+    beta_fields: bool = False  # the spec holds fields v1 does not have: a v1 answer leaves them out
 
     @property
     def parent(self) -> str:
@@ -65,15 +76,16 @@ class Job:
         return str(self.spec.get("tunedModelDisplayName", ""))
 
     def tuning_spec_key(self) -> str:
-        return "supervisedTuningSpec" if "supervisedTuningSpec" in self.spec else "preferenceOptimizationSpec"
+        return next((k for k in ALL_TUNING_SPECS if k in self.spec), "supervisedTuningSpec")
 
-    def resource(self, wanted: Collection[str] | None = None) -> dict[str, Any]:
-        """The TuningJob as the API returns it, fields in proto order. `wanted` (top-level
-        names from a `fields=` selection) skips deriving the bulky parts nobody asked for;
-        the response is still cut to the selection afterwards."""
+    def resource(self, wanted: Collection[str] | None = None, version: str = V1) -> dict[str, Any]:
+        """The TuningJob as the API `version` returns it, fields in proto order. `wanted`
+        (top-level names from a `fields=` selection) skips deriving the bulky parts nobody
+        asked for; the response is still cut to the selection afterwards. A v1 answer leaves
+        out what v1 does not have (v1beta1's specs and fields, tuningJobState)."""
         out: dict[str, Any] = {}
         spec = self.spec
-        for key in ("baseModel", "preTunedModel", "supervisedTuningSpec", "preferenceOptimizationSpec"):
+        for key in (*_SOURCE_FIELDS, *ALL_TUNING_SPECS):
             if key in spec:
                 out[key] = spec[key]
         out["name"] = self.name
@@ -81,6 +93,8 @@ class Job:
             if key in spec:
                 out[key] = spec[key]
         out["state"] = self.state
+        if self.tuning_state and version == V1BETA1:
+            out["tuningJobState"] = self.tuning_state
         out["createTime"] = rfc3339(self.create_time)
         if self.start_time is not None:
             out["startTime"] = rfc3339(self.start_time)
@@ -97,10 +111,14 @@ class Job:
         if tuned:
             out["tunedModel"] = tuned
         if self.start_time is not None and (wanted is None or "tuningDataStats" in wanted):
-            out["tuningDataStats"] = self._data_stats()
-        for key in ("encryptionSpec", "serviceAccount"):
+            stats = self._data_stats()
+            if stats is not None:
+                out["tuningDataStats"] = stats
+        for key in ("encryptionSpec", "serviceAccount", "outputUri"):
             if key in spec:
                 out[key] = spec[key]
+        if version == V1 and self.beta_fields:
+            return schema.project(surface(V1).tuning_job, out)
         return out
 
     # -- output-only parts, derived on demand so that 50,000 stored jobs stay small --------
@@ -115,7 +133,7 @@ class Job:
         tuned: dict[str, Any] = {"model": model, "endpoint": endpoint}
         tuning = self.spec.get(self.tuning_spec_key(), {})
         if not tuning.get("exportLastCheckpointOnly", False):
-            epochs = int(tuning.get("hyperParameters", {}).get("epochCount", "1"))
+            epochs = _epochs(tuning)
             steps = _steps_per_epoch(self.example_count)
             checkpoints: list[dict[str, Any]] = []
             for epoch in range(1, epochs + 1):
@@ -126,11 +144,26 @@ class Job:
             tuned["checkpoints"] = checkpoints
         return tuned
 
-    def _data_stats(self) -> dict[str, Any]:
+    def _data_stats(self) -> dict[str, Any] | None:
+        key = _STATS_KEYS.get(self.tuning_spec_key())
+        if key is None:
+            return None
         tuning = self.spec.get(self.tuning_spec_key(), {})
-        epochs = int(tuning.get("hyperParameters", {}).get("epochCount", "1"))
-        uri = str(tuning.get("trainingDatasetUri", ""))
-        return _stats(uri, self.example_count, epochs, self.tuning_spec_key() == "supervisedTuningSpec")
+        return _stats(training_data(tuning), self.example_count, _epochs(tuning), key == "supervisedTuningDataStats")
+
+
+def training_data(tuning: dict[str, Any]) -> str:
+    """The dataset a tuning spec trains on (distillation: its prompts)."""
+    return str(tuning.get("trainingDatasetUri") or tuning.get("promptDatasetUri") or "")
+
+
+def _epochs(tuning: dict[str, Any]) -> int:
+    """Epochs the spec asks for (1 unless said; a partner model's free-form map may say nothing usable)."""
+    hyper = tuning.get("hyperParameters")
+    try:
+        return max(1, min(int((hyper or {}).get("epochCount", "1")), 1000)) if isinstance(hyper, dict) else 1
+    except (TypeError, ValueError):
+        return 1
 
 
 @lru_cache(maxsize=4096)
@@ -211,14 +244,21 @@ class Operation:
     create_time: float
     update_time: float
     done: bool = False
-    response: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None  # the new job as it was when the operation finished
     error: dict[str, Any] | None = None
+    api_version: str = V1  # the version the rebase was asked through (what `/ui/` answers in)
 
-    def resource(self) -> dict[str, Any]:
+    def resource(self, version: str | None = None) -> dict[str, Any]:
+        """The Operation as the API `version` returns it (None: the version it was started
+        through). Its `@type`s name that version's messages, and its `response` holds only the
+        fields google-cloud-aiplatform's TuningJob proto of that version has: the GAPIC client
+        unpacks it strictly."""
+        version = version or self.api_version
+        api = surface(version)
         out: dict[str, Any] = {
             "name": self.name,
             "metadata": {
-                "@type": REBASE_METADATA_TYPE,
+                "@type": api.type_url("RebaseTunedModelOperationMetadata"),
                 "genericMetadata": {"createTime": rfc3339(self.create_time), "updateTime": rfc3339(self.update_time)},
             },
         }
@@ -227,31 +267,24 @@ class Operation:
             if self.error is not None:
                 out["error"] = self.error
             elif self.response is not None:
-                out["response"] = self.response
+                job = schema.project(api.tuning_job, self.response)
+                fields = PROTO_TUNING_JOB_FIELDS[version]
+                out["response"] = {"@type": api.type_url("TuningJob")} | {
+                    k: v for k, v in job.items() if k in fields}
         return out
 
 
-# Fields the v1 TuningJob proto of google-cloud-aiplatform defines: an operation `response`
-# is parsed strictly by the GAPIC client, so nothing else may appear there.
-PROTO_TUNING_JOB_FIELDS = frozenset(
-    {
-        "baseModel",
-        "preTunedModel",
-        "supervisedTuningSpec",
-        "name",
-        "tunedModelDisplayName",
-        "description",
-        "state",
-        "createTime",
-        "startTime",
-        "endTime",
-        "updateTime",
-        "error",
-        "labels",
-        "experiment",
-        "tunedModel",
-        "tuningDataStats",
-        "encryptionSpec",
-        "serviceAccount",
-    }
-)
+# Fields the TuningJob protos of google-cloud-aiplatform 2.7.0 define, per version (older than
+# the discovery documents: v1 lacks preferenceOptimizationSpec, v1beta1 lacks the newer specs and
+# tuningJobState). An operation `response` is parsed strictly by the GAPIC client, so nothing
+# else may appear there.
+_PROTO_COMMON = frozenset({
+    "baseModel", "preTunedModel", "supervisedTuningSpec", "name", "tunedModelDisplayName", "description", "state",
+    "createTime", "startTime", "endTime", "updateTime", "error", "labels", "experiment", "tunedModel",
+    "tuningDataStats", "encryptionSpec", "serviceAccount",
+})
+PROTO_TUNING_JOB_FIELDS: dict[str, frozenset[str]] = {
+    V1: _PROTO_COMMON,
+    V1BETA1: _PROTO_COMMON | {"customBaseModel", "distillationSpec", "outputUri", "partnerModelTuningSpec",
+                              "pipelineJob", "veoLoraTuningSpec", "veoTuningSpec"},
+}

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from reconciler.apischema.versions import VERSIONS
 from reconciler.emulator import schema
 from reconciler.emulator.exceptions import ApiError, InvalidArgument, bad_payload
 from reconciler.emulator.urls import SYSTEM_PARAMS
+from reconciler.model import V1
 
 JSON_TYPE = "application/json; charset=UTF-8"
 _DURATION = re.compile(r"^(\d+(?:\.\d{1,9})?)s$")
@@ -175,7 +177,10 @@ def _enum_ints(message: str, body: Any) -> Any:
     if message == "Operation":
         if isinstance(body, dict) and isinstance(body.get("response"), dict):
             inner = body["response"]
-            converted = schema.enums_as_numbers(schema.TUNING_JOB, inner)
+            # `…aiplatform.v1beta1.TuningJob` -> GoogleCloudAiplatformV1beta1TuningJob
+            type_url = str(inner.get("@type", ""))
+            version = next((v for v in VERSIONS if f".{v}." in type_url), V1)
+            converted = schema.enums_as_numbers(schema.tuning_job(version), inner)
             return {**body, "response": converted}
         return body
     if message == "ListOperations":

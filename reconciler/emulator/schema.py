@@ -1,9 +1,12 @@
-"""Request decoding driven by the pinned discovery document, like Google's JSON front end.
+"""Request decoding driven by the pinned discovery documents, like Google's JSON front end.
 
 The emulator does not keep its own copy of the message shapes: it reads them from
-`schemas/discovery/aiplatform.v1.tuning.json` (the snapshot the manifest schemas come from),
-so unknown fields, wrong types, enum names/numbers and int64-as-string-or-number are judged
-exactly as the discovery document describes them.
+`schemas/discovery/aiplatform.{v1,v1beta1}.tuning.json` (the snapshots the manifest schemas
+come from), so unknown fields, wrong types, enum names/numbers (proto numbers, pinned beside
+each snapshot) and int64-as-string-or-number are judged exactly as the discovery documents
+describe them. Message names carry their version (`GoogleCloudAiplatformV1TuningJob`,
+`...V1beta1TuningJob`), so both versions' messages live in one table. `project` cuts a value
+down to what one version's message has (a v1 answer leaves v1beta1's fields out).
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from reconciler.apischema.discovery import is_output_only, snapshot_schemas
+from reconciler.apischema.discovery import enum_table, is_output_only, snapshot_schemas
+from reconciler.apischema.versions import VERSIONS, surface
 from reconciler.emulator.exceptions import bad_payload
+from reconciler.model import V1
 
-PREFIX = "GoogleCloudAiplatformV1"
-TUNING_JOB = f"{PREFIX}TuningJob"
+PREFIX = surface(V1).prefix  # v1's names, for callers that only ever meant v1
+TUNING_JOB = surface(V1).tuning_job
+
+
+def tuning_job(version: str) -> str:
+    return surface(version).tuning_job
 
 _INT64_FORMATS = frozenset({"int64", "uint64"})
 _INT32_FORMATS = frozenset({"int32", "uint32"})
@@ -38,6 +47,13 @@ class Field:
     enum: tuple[str, ...] = ()
     item: Field | None = None  # element (array) or value (map) type
     read_only: bool = False
+    numbers: tuple[int, ...] = ()  # enum: each value's proto number (not always its position)
+
+    def enum_name(self, number: int) -> str | None:
+        return self.enum[self.numbers.index(number)] if number in self.numbers else None
+
+    def enum_number(self, name: str) -> int:
+        return self.numbers[self.enum.index(name)]
 
 
 @dataclass(frozen=True)
@@ -47,22 +63,26 @@ class Message:
     aliases: dict[str, str]  # accepted spelling (camel or snake) -> camelCase name
 
 
-def _field(name: str, prop: dict[str, Any]) -> Field:
+def _field(name: str, prop: dict[str, Any], where: tuple[str, str] = (V1, "")) -> Field:
+    """`where`: (version, message) the field belongs to, for its enum numbers."""
     read_only = is_output_only(prop)
     if "$ref" in prop:
         return Field(name, "message", ref=prop["$ref"], read_only=read_only)
     kind = prop.get("type", "any")
     fmt = prop.get("format", "")
     if kind == "array":
-        return Field(name, "array", item=_field(name, prop.get("items", {})), read_only=read_only)
+        return Field(name, "array", item=_field(name, prop.get("items", {}), where), read_only=read_only)
     if kind == "object":
         extra = prop.get("additionalProperties")
         if isinstance(extra, dict) and extra.get("type") != "any":
-            return Field(name, "map", item=_field(name, extra), read_only=read_only)
+            return Field(name, "map", item=_field(name, extra, where), read_only=read_only)
         return Field(name, "any", read_only=read_only)
     if kind == "string":
         if "enum" in prop:
-            return Field(name, "enum", enum=tuple(prop["enum"]), read_only=read_only)
+            values = tuple(prop["enum"])
+            numbers = enum_table(where[0], where[1], name, values)
+            return Field(name, "enum", enum=values, read_only=read_only,
+                         numbers=tuple(numbers[v] for v in values))
         if fmt in _INT64_FORMATS:
             return Field(name, "int64", read_only=read_only)
         return Field(name, "string", read_only=read_only)
@@ -77,11 +97,14 @@ def _field(name: str, prop: dict[str, Any]) -> Field:
 
 @lru_cache(maxsize=1)
 def messages() -> dict[str, Message]:
+    """Every message of every version's snapshot (shared names such as GoogleRpcStatus: the
+    newest version's)."""
     out: dict[str, Message] = {}
-    for name, schema in snapshot_schemas().items():
-        fields = {k: _field(k, v) for k, v in schema.get("properties", {}).items()}
-        aliases = {k: k for k in fields} | {snake(k): k for k in fields}
-        out[name] = Message(name, fields, aliases)
+    for version in VERSIONS:
+        for name, schema in snapshot_schemas(version).items():
+            fields = {k: _field(k, v, (version, name)) for k, v in schema.get("properties", {}).items()}
+            aliases = {k: k for k in fields} | {snake(k): k for k in fields}
+            out[name] = Message(name, fields, aliases)
     return out
 
 
@@ -156,8 +179,8 @@ def _decode_value(f: Field, value: Any, path: str, keep_read_only: bool) -> Any:
     if kind == "enum":
         if isinstance(value, str) and value in f.enum:
             return value
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(f.enum):
-            return f.enum[value]
+        if isinstance(value, int) and not isinstance(value, bool) and f.enum_name(value) is not None:
+            return f.enum_name(value)
         raise _invalid_value(path, f, value)
     if kind in ("int64", "int32"):
         number = _as_int(value)
@@ -212,11 +235,33 @@ def enums_as_numbers(message: str, value: Any) -> Any:
 
 def _enum_numbers(f: Field, value: Any) -> Any:
     if f.kind == "enum" and isinstance(value, str) and value in f.enum:
-        return f.enum.index(value)
+        return f.enum_number(value)
     if f.kind == "message" and f.ref is not None:
         return enums_as_numbers(f.ref, value)
     if f.kind == "array" and f.item is not None and isinstance(value, list):
         return [_enum_numbers(f.item, v) for v in value]
     if f.kind == "map" and f.item is not None and isinstance(value, dict):
         return {k: _enum_numbers(f.item, v) for k, v in value.items()}
+    return value
+
+
+def project(message: str, value: Any) -> Any:
+    """`value` with only the fields `message` has (recursively): what that version shows.
+    Map values and untyped (`any`) fields are kept whole."""
+    msg = messages().get(message)
+    if msg is None or not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        f = msg.fields.get(key)
+        if f is not None:
+            out[key] = _project_value(f, item)
+    return out
+
+
+def _project_value(f: Field, value: Any) -> Any:
+    if f.kind == "message" and f.ref is not None:
+        return project(f.ref, value)
+    if f.kind == "array" and f.item is not None and isinstance(value, list):
+        return [_project_value(f.item, v) for v in value]
     return value

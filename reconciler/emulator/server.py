@@ -1,7 +1,7 @@
 """The HTTP layer: an ASGI app (Starlette request/response objects on uvicorn) that maps
 requests to backend calls, plus an in-process runner for tests and the demo.
 
-Faults apply to the API routes only (`/v1`, `/ui`), never to `/__emulator/*`. Injected
+Faults apply to the API routes only (`/v1`, `/v1beta1`, `/ui`), never to `/__emulator/*`. Injected
 latency is an `asyncio.sleep`, so a slow request never holds up the others.
 """
 
@@ -27,7 +27,9 @@ from reconciler.emulator import responses, store, urls
 from reconciler.emulator.backend import Backend
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.faults import Faults, Stats
-from reconciler.emulator.schema import PREFIX, TUNING_JOB
+from reconciler.apischema.versions import Surface, surface
+from reconciler.emulator.schema import TUNING_JOB
+from reconciler.model import V1
 
 __all__ = ["EmulatorConfig", "EmulatorApp", "RunningEmulator", "start_emulator", "build"]
 
@@ -55,6 +57,12 @@ class Context:
     name: str
     query: responses.Query
     body: bytes
+    version: str | None = V1  # the path's REST version (None: `/ui`)
+
+    @property
+    def api(self) -> Surface:
+        """The path's version (`/ui` serves operations only, each in its own version)."""
+        return surface(self.version or V1)
 
 
 @dataclass
@@ -86,7 +94,7 @@ class EmulatorApp:
         request = Request(scope, receive)
         match = urls.resolve(request.method, scope["path"])
         api_method = match.route.api_method if match else "unknown"
-        self.stats.begin(api_method)
+        self.stats.begin(api_method, None if match is None or match.route.admin else scope["path"].split("/", 2)[1])
         try:
             response, drop = await self._answer(request, match)
         except ClientDisconnect:
@@ -134,7 +142,7 @@ class EmulatorApp:
                     raise err.Unavailable("The service is currently unavailable (emulated).")
                 drop = decision.drop
             query = responses.parse_query(request.scope.get("query_string", b""), match.route.params)
-            context = Context(request, match.name, query, await request.body())
+            context = Context(request, match.name, query, await request.body(), match.route.version)
             result = await HANDLERS[match.route.handler](self, context)
             content = responses.encode(result.body, query, result.message)
             return Response(content, status_code=result.status, media_type=responses.JSON_TYPE), drop
@@ -186,11 +194,11 @@ def _json(ctx: Context) -> dict[str, Any]:
 
 
 async def _create(app: EmulatorApp, ctx: Context) -> Result:
-    return Result(app.backend.create(ctx.name, _json(ctx)), TUNING_JOB)
+    return Result(app.backend.create(ctx.name, _json(ctx), ctx.api.version), ctx.api.tuning_job)
 
 
 async def _get(app: EmulatorApp, ctx: Context) -> Result:
-    return Result(app.backend.get(ctx.name), TUNING_JOB)
+    return Result(app.backend.get(ctx.name, ctx.api.version), ctx.api.tuning_job)
 
 
 async def _list(app: EmulatorApp, ctx: Context) -> Result:
@@ -200,13 +208,14 @@ async def _list(app: EmulatorApp, ctx: Context) -> Result:
         page_size=responses.int_param(ctx.query, "pageSize"),
         page_token=ctx.query.get("pageToken"),
         wanted=_wanted_job_fields(ctx.query),
+        version=ctx.api.version,
     )
     body: dict[str, Any] = {}
     if page.jobs:
         body["tuningJobs"] = page.jobs
     if page.next_page_token:
         body["nextPageToken"] = page.next_page_token
-    return Result(body, f"{PREFIX}ListTuningJobsResponse")
+    return Result(body, ctx.api.schema("ListTuningJobsResponse"))
 
 
 def _wanted_job_fields(query: responses.Query) -> frozenset[str] | None:
@@ -227,18 +236,18 @@ async def _cancel(app: EmulatorApp, ctx: Context) -> Result:
 
 
 async def _rebase(app: EmulatorApp, ctx: Context) -> Result:
-    return Result(app.backend.rebase(ctx.name, _json(ctx)), "Operation")
+    return Result(app.backend.rebase(ctx.name, _json(ctx), ctx.api.version), "Operation")
 
 
 async def _get_operation(app: EmulatorApp, ctx: Context) -> Result:
-    return Result(app.backend.get_operation(ctx.name), "Operation")
+    return Result(app.backend.get_operation(ctx.name, ctx.version), "Operation")
 
 
 async def _list_operations(app: EmulatorApp, ctx: Context) -> Result:
     if ctx.query.get("filter"):
         raise err.InvalidArgument("Filtering operations is not supported.")
     responses.int_param(ctx.query, "pageSize")
-    ops = app.backend.list_operations(ctx.name)
+    ops = app.backend.list_operations(ctx.name, ctx.version)
     return Result({"operations": ops} if ops else {}, "ListOperations")
 
 
@@ -255,7 +264,11 @@ async def _wait_operation(app: EmulatorApp, ctx: Context) -> Result:
     deadline = time.monotonic() + min(MAX_WAIT_S, MAX_WAIT_S if timeout is None else timeout)
     while not app.backend.operation_done(ctx.name) and time.monotonic() < deadline:
         await asyncio.sleep(WAIT_POLL_S)
-    return Result(app.backend.get_operation(ctx.name), "Operation")
+    return Result(app.backend.get_operation(ctx.name, ctx.version), "Operation")
+
+
+async def _get_context(app: EmulatorApp, ctx: Context) -> Result:
+    return Result(app.backend.get_context(ctx.name), ctx.api.schema("Context"))
 
 
 # --- admin handlers -----------------------------------------------------------------------
@@ -327,6 +340,7 @@ HANDLERS: dict[str, Handler] = {
     "cancel_operation": _cancel_operation,
     "delete_operation": _delete_operation,
     "wait_operation": _wait_operation,
+    "get_context": _get_context,
     "admin_seed": _admin_seed,
     "admin_stats": _admin_stats,
     "admin_advance": _admin_advance,

@@ -22,7 +22,7 @@ from reconciler.manifests.problems import Problem
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from reconciler.manifests.cache import ManifestCache
-from reconciler.manifests.validation import check_document, fast_validator, is_manifest
+from reconciler.manifests.validation import check_document, fast_validator, is_manifest, rest_version
 from reconciler.manifests.yaml_reader import ABORTED, Document, iter_documents
 from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
 
@@ -147,7 +147,7 @@ def _desired(doc: Document, project: str, location: str) -> DesiredJob:
     line, column = doc.start
     return DesiredJob(key=data["metadata"]["name"], project=project, location=location,
                       spec=spec, lifecycle=_lifecycle(data.get("lifecycle")),
-                      source=SourcePos(doc.file, line, column))
+                      source=SourcePos(doc.file, line, column), api_version=rest_version(data))
 
 
 @dataclass

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import jsonschema_rs
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
-from reconciler.model import API_VERSION, KIND
+from reconciler.model import KIND, REST_VERSIONS
 
 _DEFS = "#/$defs/"
 _ANNOTATIONS = frozenset({"description", "title", "deprecated", "default", "examples"})
@@ -213,8 +213,9 @@ def _suggestions(error: ValidationError) -> set[tuple[Path, str]]:
     return {(path, match) for match in matches if match}
 
 
-def _explain(error: ValidationError, loc: _Locator,
-             suggested: set[tuple[Path, str]]) -> list[Problem]:
+def _explain(error: ValidationError, loc: _Locator, suggested: set[tuple[Path, str]],
+             newer: dict[str, str] | None = None) -> list[Problem]:
+    """`newer`: top-level spec fields this document's apiVersion lacks -> the apiVersion that has them."""
     path: Path = tuple(error.absolute_path)
     where = f"`{dotted(path)}`" if path else "the document"
     keyword, value = error.validator, error.validator_value
@@ -229,6 +230,12 @@ def _explain(error: ValidationError, loc: _Locator,
         return [loc.problem(key_path, text, key=True)]
     # Errors about a whole mapping or list point at its key, about a scalar at the value.
     container = isinstance(instance, (dict, list))
+    if keyword == "dependentRequired" and isinstance(value, dict) and isinstance(instance, dict):
+        # Placed at the field that needs the others; the schema may say why.
+        return [loc.problem((*path, field), custom or (
+                    f"`{dotted((*path, field))}` needs " + " and ".join(f"`{dotted((*path, n))}`" for n in needs)),
+                            key=True)
+                for field, needs in value.items() if field in instance and any(n not in instance for n in needs)]
     if custom:
         return [loc.problem(path, custom.format(instance=_show(instance)), key=container)]
 
@@ -242,6 +249,8 @@ def _explain(error: ValidationError, loc: _Locator,
             field = dotted((*path, name))
             if name in output_only:
                 text = f"`{field}` is output-only: the service sets it; remove it from the manifest"
+            elif path == ("spec",) and newer and name in newer:
+                text = f"unknown field `{field}`: it is a field of `apiVersion: {newer[name]}`; set that to use it"
             else:
                 hint = _suggest(str(name), known)
                 if not hint and len(known) <= 12:
@@ -290,20 +299,49 @@ def _explain(error: ValidationError, loc: _Locator,
 
 
 def is_manifest(data: Any) -> bool:
-    """A mapping with our apiVersion and kind (whatever else is wrong with it)."""
-    return isinstance(data, dict) and data.get("apiVersion") == API_VERSION \
-        and data.get("kind") == KIND
+    """A mapping with one of our apiVersions and our kind (whatever else is wrong with it)."""
+    return isinstance(data, dict) and isinstance(data.get("apiVersion"), str) \
+        and data["apiVersion"] in REST_VERSIONS and data.get("kind") == KIND
+
+
+def rest_version(data: dict[str, Any]) -> str:
+    """The REST version a valid manifest's apiVersion selects (`v1`, `v1beta1`)."""
+    return REST_VERSIONS[data["apiVersion"]]
+
+
+@functools.cache
+def _newer_fields(api_version: str) -> dict[str, str]:
+    """Top-level TuningJob fields other apiVersions have and `api_version` lacks (for the hint
+    "it is a field of apiVersion ..."), read off the generated manifest schema."""
+    from reconciler.apischema.generated import manifest_schema
+
+    schema = manifest_schema()
+    fields: dict[str, set[str]] = {}
+    for branch in schema.get("allOf", ()):
+        version = branch.get("if", {}).get("properties", {}).get("apiVersion", {}).get("const")
+        root = schema["$defs"].get(branch.get("then", {}).get("properties", {}).get("spec", {})
+                                   .get("$ref", "").removeprefix(_DEFS), {})
+        job = schema["$defs"].get(root.get("$ref", "").removeprefix(_DEFS), {})
+        if version:
+            fields[version] = set(job.get("properties", {}))
+    own = fields.get(api_version, set())
+    return {name: other for other, names in fields.items() if other != api_version
+            for name in sorted(names - own)}
 
 
 def _envelope(data: dict[str, Any], loc: _Locator) -> list[Problem]:
     """apiVersion/kind first: the rest of the schema means nothing for another kind."""
     problems = []
-    for field, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
+    versions = list(REST_VERSIONS)
+    for field, expected in (("apiVersion", versions), ("kind", [KIND])):
+        options = " or ".join(f"`{field}: {e}`" for e in expected)
         if field not in data:
-            problems.append(loc.problem((), f"missing `{field}` (expected `{field}: {expected}`)"))
-        elif data[field] != expected:
+            problems.append(loc.problem((), f"missing `{field}` (expected {options})"))
+        elif not isinstance(data[field], str) or data[field] not in expected:
+            hint = _suggest(str(data[field]), expected) if len(expected) > 1 else ""
+            listed = " or ".join(f"`{e}`" for e in expected)
             problems.append(loc.problem((field,), f"unknown {field} `{_show(data[field])}`: "
-                                                  f"expected `{expected}`"))
+                                                  f"expected {listed}{hint}"))
     return problems
 
 
@@ -322,6 +360,7 @@ def check_document(data: Any, file: str, values: Positions, keys: Positions) -> 
     if not errors:
         return sorted(set(_strict_only(data, loc)), key=lambda p: (p.line, p.column, p.message))
     suggested = set().union(*map(_suggestions, errors))
+    newer = _newer_fields(data["apiVersion"])
     for error in errors:
-        problems.extend(_explain(error, loc, suggested))
+        problems.extend(_explain(error, loc, suggested, newer))
     return sorted(set(problems), key=lambda p: (p.line, p.column, p.message))

@@ -2,7 +2,9 @@
 
 Both sides are normalised first (see `spec.normalize_spec`), so int64 spellings, enum numbers,
 output-only fields and identity labels never show as changes. A field the manifest leaves out
-that the server fills in by default (the hyperparameters it chose) is not a change either.
+that the server fills in by default (the hyperparameters it chose) is not a change either, and
+neither is a field the REST version the job was read through cannot show (v1beta1's, read
+through v1).
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.apischema.normalize import normalize_spec
+from reconciler.apischema.normalize import normalize_spec, visible_in
+from reconciler.apischema.versions import ALL_TUNING_SPECS
+from reconciler.model import V1BETA1
 
 # Where the service writes its own choices into a job the user left unset (observed: epochCount,
-# learningRateMultiplier, adapterSize appear by the time a job has SUCCEEDED).
-SERVER_DEFAULTED_PREFIXES: tuple[str, ...] = (
-    "supervisedTuningSpec.hyperParameters.",
-    "preferenceOptimizationSpec.hyperParameters.",
-)
+# learningRateMultiplier, adapterSize appear by the time a job has SUCCEEDED; assumed alike for
+# the hyperparameters of every tuning spec).
+SERVER_DEFAULTED_PREFIXES: tuple[str, ...] = tuple(f"{spec}.hyperParameters." for spec in ALL_TUNING_SPECS)
 
 
 class _Absent:
@@ -74,10 +76,11 @@ def _leaves(path: str, value: Any) -> list[tuple[str, Any]]:
     return [(path, value)]
 
 
-def diff_spec(desired_spec: dict, live_job: dict) -> list[FieldChange]:
-    """Changes that turn `live_job` into `desired_spec`, sorted by path."""
-    desired = normalize_spec(desired_spec)
-    live = normalize_spec(live_job)
+def diff_spec(desired_spec: dict, live_job: dict, read_version: str = V1BETA1) -> list[FieldChange]:
+    """Changes that turn `live_job` into `desired_spec`, sorted by path. `read_version`: the REST
+    version `live_job` was read through; only what it can show is compared."""
+    desired = visible_in(normalize_spec(desired_spec), read_version)
+    live = visible_in(normalize_spec(live_job), read_version)
     if desired == live:
         return []
     # Imported here: deepdiff (and the pydantic it pulls in) costs ~0.1 s at start-up, and

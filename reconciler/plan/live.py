@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.model import KEY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_LABEL, SPEC_LABEL, short_state
+from reconciler.model import (
+    KEY_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    REQUEST_LABEL,
+    SPEC_LABEL,
+    V1,
+    short_state,
+    state_text,
+)
 
 
 @dataclass(frozen=True)
 class LiveJob:
-    """One TuningJob as the API returned it; `raw` is the whole resource."""
+    """One TuningJob as the API returned it; `raw` is the whole resource. `api_version`: the
+    REST version it was read through (a v1 read cannot show v1beta1's fields)."""
 
     name: str
     state: str
@@ -19,10 +29,13 @@ class LiveJob:
     end_time: str = ""
     error_message: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    tuning_state: str = ""  # v1beta1's tuningJobState (TUNING_JOB_STATE_*), when the service gave it
+    api_version: str = V1
 
     @classmethod
-    def from_api(cls, job: dict) -> "LiveJob":
+    def from_api(cls, job: dict, api_version: str = V1) -> "LiveJob":
         error = job.get("error") or {}
+        tuning_state = job.get("tuningJobState")
         return cls(
             name=str(job.get("name", "")),
             state=str(job.get("state", "JOB_STATE_UNSPECIFIED")),
@@ -32,6 +45,8 @@ class LiveJob:
             end_time=str(job.get("endTime", "")),
             error_message=str(error.get("message", "")) if isinstance(error, dict) else "",
             raw=job,
+            tuning_state=tuning_state if isinstance(tuning_state, str) else "",
+            api_version=api_version,
         )
 
     @property
@@ -53,6 +68,11 @@ class LiveJob:
     @property
     def short_state(self) -> str:
         return short_state(self.state)
+
+    @property
+    def state_text(self) -> str:
+        """`RUNNING`, or `RUNNING (TUNING)` with v1beta1's finer state."""
+        return state_text(self.state, self.tuning_state)
 
 
 def labels_changed(job: LiveJob, key: str, imported: bool = False) -> bool:

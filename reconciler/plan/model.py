@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from reconciler.model import Lifecycle
+from reconciler.model import V1, Lifecycle
 from reconciler.plan.differ import FieldChange
 from reconciler.plan.live import LiveJob
 
@@ -92,6 +92,8 @@ class Change:
       forget   before: the finished job, or None if it is gone; after: None
       no-op    before: the live job; after: desired spec (equal, or the change waits/is refused)
     `job` is the live job acted on (cancelled, replaced, rebased from, adopted, forgotten).
+    `api_version`: the REST version apply goes through (the manifest's; for a key that left
+    the manifests, the one state recorded).
     """
 
     address: str
@@ -107,6 +109,7 @@ class Change:
     field_changes: tuple[FieldChange, ...] = ()
     spec_hash: str | None = None
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    api_version: str = V1
 
     @property
     def parent(self) -> str:
@@ -120,6 +123,7 @@ class Change:
             "job": self.job.to_json() if self.job else None,
             "fieldChanges": [c.to_json() for c in self.field_changes],
             "specHash": self.spec_hash,
+            "apiVersion": self.api_version,
             "lifecycle": {
                 "onSpecChange": self.lifecycle.on_spec_change, "onFailure": self.lifecycle.on_failure,
                 "onBaseModelChange": self.lifecycle.on_base_model_change,
@@ -143,6 +147,7 @@ class Change:
                 for fc in data.get("fieldChanges", [])
             ),
             spec_hash=data.get("specHash"),
+            api_version=data.get("apiVersion", V1),  # plans saved before v1beta1 have none
             lifecycle=Lifecycle(
                 on_spec_change=lc.get("onSpecChange", "replace"), on_failure=lc.get("onFailure", "report"),
                 on_base_model_change=lc.get("onBaseModelChange", "retune"),

@@ -9,13 +9,15 @@ import json
 import os
 from pathlib import Path
 
-from jsonschema import Draft202012Validator
-
 from reconciler import __version__
 from reconciler.errors import PlanError
 from reconciler.files import atomic_write
 from reconciler.model import DesiredJob
 from reconciler.plan.model import FORMAT_VERSION, Plan
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 KIND = "tuning-reconciler-plan"
 
@@ -68,6 +70,8 @@ def load_plan(path: str | os.PathLike) -> Plan:
 
 @functools.lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # only reading a plan needs it (start-up time)
+
     from reconciler.apischema.generated import plan_schema
 
     return Draft202012Validator(plan_schema())
@@ -75,7 +79,8 @@ def _validator() -> Draft202012Validator:
 
 def desired_from_plan(plan: Plan) -> list[DesiredJob]:
     """The desired jobs a saved plan was made from, to re-plan the same keys for the stale check."""
-    return [DesiredJob(key=c.key, project=c.project, location=c.location, spec=c.after, lifecycle=c.lifecycle)
+    return [DesiredJob(key=c.key, project=c.project, location=c.location, spec=c.after, lifecycle=c.lifecycle,
+                       api_version=c.api_version)
             for c in plan.changes if c.after is not None]
 
 

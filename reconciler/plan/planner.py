@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from reconciler.apischema.normalize import normalize_spec, normalized_hash
-from reconciler.model import ACTIVE_STATES, FAILED_STATES, DesiredJob, Lifecycle, short_state, targeted
+from reconciler.model import ACTIVE_STATES, FAILED_STATES, V1, DesiredJob, Lifecycle, short_state, targeted
 from reconciler.plan.differ import FieldChange, diff_spec, only_base_model_changed
 from reconciler.plan.live import LiveJob, LiveView
 from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
@@ -108,7 +108,7 @@ def _one_address_per_job(changes: list[Change], problems: list[PlanProblem], wan
 
 def _base(d: DesiredJob, normalized: dict) -> dict:
     return dict(address=d.address, key=d.key, project=d.project, location=d.location,
-                lifecycle=d.lifecycle, spec_hash=normalized_hash(normalized))
+                lifecycle=d.lifecycle, spec_hash=normalized_hash(normalized), api_version=d.api_version)
 
 
 def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView,
@@ -198,7 +198,7 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
     if job.spec_label == base["spec_hash"]:
         changes: list[FieldChange] = []
     else:
-        changes = diff_spec(d.spec, job.raw)
+        changes = diff_spec(d.spec, job.raw, job.api_version)
         if not changes and job.spec_label is not None:
             # Hash differs but nothing shows: a field the server defaults was removed from the manifest.
             changes = [FieldChange("(spec hash)", job.spec_label, base["spec_hash"])]
@@ -249,7 +249,8 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
 
 def _plan_removed(entry: StateEntry, live: LiveView) -> tuple[Change, str | None]:
     base = dict(address=entry.address, key=entry.key, project=entry.project, location=entry.location,
-                spec_hash=entry.spec_hash, lifecycle=Lifecycle(prevent_cancel=getattr(entry, "prevent_cancel", False)))
+                spec_hash=entry.spec_hash, lifecycle=Lifecycle(prevent_cancel=getattr(entry, "prevent_cancel", False)),
+                api_version=entry.api_version or V1)
     job = live.job(entry.job_name) if entry.job_name else None
     if job is None:
         return Change(action=Action.FORGET, reason=Reason.KEY_REMOVED_GONE,

@@ -17,7 +17,7 @@ from reconciler.drift.report import (
     count_phrase,
     headline,
 )
-from reconciler.model import ORPHAN, OUT_OF_BAND, PENDING, UNMANAGED, short_state
+from reconciler.model import ORPHAN, OUT_OF_BAND, PENDING, UNMANAGED, short_state, state_text
 from reconciler.plan.differ import ABSENT
 from reconciler.render.markdown import DEFAULT_BUDGET, Document, Table, escape
 from reconciler.render.style import Style
@@ -51,6 +51,7 @@ def _item_json(item: DriftItem) -> dict[str, Any]:
     return {
         "category": item.category, "kind": item.kind, "address": item.address, "project": item.project,
         "location": item.location, "key": item.key, "job": item.job, "job_id": item.job_id, "state": item.state,
+        "tuning_job_state": item.tuning_state,
         "detail": item.detail, "reason": item.reason, "source": str(item.source) if item.source else None,
         "field_changes": [fc.to_json() for fc in item.field_changes],
         "base_model": item.base_model, "display_name": item.display_name, "create_time": item.create_time,
@@ -79,6 +80,7 @@ def report_json(report: DriftReport) -> dict[str, Any]:
             "total_billable_tokens": s.total_billable_tokens,
             "oldest_active_job": None if oldest is None else {
                 "address": oldest.address, "key": oldest.key, "job": oldest.job, "state": oldest.state,
+                "tuning_job_state": oldest.tuning_state,
                 "create_time": oldest.create_time},
             "tuned_models": [{"address": m.address, "key": m.key, "job": m.job, "model": m.model,
                               "endpoint": m.endpoint, "current": m.current, "create_time": m.create_time}
@@ -109,12 +111,12 @@ def _fc_value(value: Any) -> str:
 
 def _text_item(item: DriftItem, style: Style) -> list[str]:
     where = f"{item.project}/{item.location}"
-    job = f"  {item.job} [{short_state(item.state)}]" if item.job else ""
+    job = f"  {item.job} [{state_text(item.state, item.tuning_state)}]" if item.job else ""
     if item.category == UNMANAGED:
         extra = " ".join(x for x in (item.base_model or "", f'"{item.display_name}"' if item.display_name else "",
                                      f"created {item.create_time}" if item.create_time else "") if x)
         return [f"  {style(_COLORS[item.category], _SYMBOLS[item.category])} {clean(item.job)} "
-                f"[{short_state(item.state)}] ({clean(where)}) {clean(extra)}"]
+                f"[{state_text(item.state, item.tuning_state)}] ({clean(where)}) {clean(extra)}"]
     lines = [f"  {style(_COLORS[item.category], _SYMBOLS[item.category])} {clean(item.key)} ({clean(where)}) "
              f"{item.kind}: {clean(item.detail)}{clean(job)}"]
     lines += [f"      ~ {clean(fc.path)}: {_fc_value(fc.before)} -> {_fc_value(fc.after)}" for fc in item.field_changes]
@@ -164,7 +166,7 @@ def _text_summary(report: DriftReport) -> list[str]:
     out.append(f"  Total billable tokens (managed jobs): {s.total_billable_tokens:,}")
     if s.oldest_active_job:
         a = s.oldest_active_job
-        out.append(f"  Oldest active job: {clean(a.key)} {clean(a.job)} [{short_state(a.state)}] "
+        out.append(f"  Oldest active job: {clean(a.key)} {clean(a.job)} [{state_text(a.state, a.tuning_state)}] "
                    f"created {clean(a.create_time)}")
     out.append("")
     return out
@@ -178,7 +180,7 @@ def _rank(item: DriftItem) -> tuple:
 
 
 def _md_rows(items: list[DriftItem]) -> tuple[list[tuple], list[tuple]]:
-    rows = [(i.key, f"{i.project}/{i.location}", i.kind, i.job_id or "", short_state(i.state), i.detail)
+    rows = [(i.key, f"{i.project}/{i.location}", i.kind, i.job_id or "", state_text(i.state, i.tuning_state), i.detail)
             for i in items]
     return rows, [_rank(i) for i in items]
 
@@ -197,7 +199,7 @@ def render_markdown(report: DriftReport, limit: int = DEFAULT_BUDGET, hint: str 
     if s.oldest_active_job:
         a = s.oldest_active_job
         facts.append(f"- **Oldest active job:** {escape(a.key)} ({escape(_local(a.job))}, "
-                     f"{escape(short_state(a.state))}) created {escape(a.create_time)}")
+                     f"{escape(state_text(a.state, a.tuning_state))}) created {escape(a.create_time)}")
     ignored = report.ignored_counts()
     if any(ignored.values()):
         parts = ", ".join(count_phrase(c, n) for c, n in ignored.items() if n)
@@ -221,7 +223,7 @@ def render_markdown(report: DriftReport, limit: int = DEFAULT_BUDGET, hint: str 
         if category == UNMANAGED:
             tables.append(Table(category_title(category), ("Job", "Location", "State", "Base model", "Display name",
                                                            "Created"),
-                                [(i.job_id, f"{i.project}/{i.location}", short_state(i.state), i.base_model or "",
+                                [(i.job_id, f"{i.project}/{i.location}", state_text(i.state, i.tuning_state), i.base_model or "",
                                   i.display_name or "", i.create_time or "") for i in items],
                                 priority=priority[category]))
             continue
@@ -272,7 +274,7 @@ def render_github(report: DriftReport) -> str:
         where = f"{item.project}/{item.location}"
         job = f" ({item.job})" if item.job and item.category != UNMANAGED else ""
         if item.category == UNMANAGED:
-            message = (f"{item.job} [{short_state(item.state)}] in {where}: {item.detail}")
+            message = (f"{item.job} [{state_text(item.state, item.tuning_state)}] in {where}: {item.detail}")
         else:
             message = f"{item.key} ({where}): {item.kind}: {item.detail}{job}"
         if item.ignored_by is None:

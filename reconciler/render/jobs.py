@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from reconciler.model import FINISHED_STATES, short_state
+from reconciler.model import FINISHED_STATES, state_text
 from reconciler.plan.live import LiveJob
 from reconciler.text import clean, format_duration
 
@@ -33,6 +33,7 @@ class JobRow:
     duration_seconds: float | None  # from start to end, or to now while it runs
     tuned_model: str | None
     endpoint: str | None
+    tuning_job_state: str | None = None  # v1beta1's finer state, when the service gave it
 
     @property
     def finished(self) -> bool:
@@ -61,6 +62,7 @@ def job_row(job: dict, project: str, location: str, now: float) -> JobRow:
         location=location, state=live.state, base_model=str(job.get("baseModel", "")),
         create_time=live.create_time, start_time=job.get("startTime"), end_time=job.get("endTime") or None,
         duration_seconds=duration, tuned_model=tuned.get("model"), endpoint=tuned.get("endpoint"),
+        tuning_job_state=live.tuning_state or None,
     )
 
 
@@ -77,7 +79,7 @@ def render_table(rows: list[JobRow], color: Callable[[str, str], str] | None = N
     table = []
     for r in rows:
         cells = ((f"{r.project}/{r.location}",) if show_location else ()) + (
-            r.key if r.key is not None else "-", r.job_id, short_state(r.state), r.base_model or "-",
+            r.key if r.key is not None else "-", r.job_id, state_text(r.state, r.tuning_job_state), r.base_model or "-",
             _created(r.create_time), format_duration(r.duration_seconds), r.endpoint or "-")
         table.append(tuple(clean(c) for c in cells))
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
@@ -86,7 +88,7 @@ def render_table(rows: list[JobRow], color: Callable[[str, str], str] | None = N
     for t in table:
         cells = [c.ljust(w) for c, w in zip(t, widths)]
         if color is not None:
-            code = _STATE_COLORS.get(t[state_col])
+            code = _STATE_COLORS.get(t[state_col].split(" ", 1)[0])
             if code:
                 cells[state_col] = color(code, cells[state_col])
         lines.append("   ".join(cells).rstrip())

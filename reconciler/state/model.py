@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from reconciler.errors import StateError
+from reconciler.model import V1BETA1
 
 STATE_VERSION = 1
 
@@ -36,6 +37,8 @@ class StateEntry:
     prevent_cancel: bool = False
     # The job was made outside the tool and brought in by `import`: it may lack our labels.
     imported: bool = False
+    # The REST version the job was created (and is read and cancelled) through; None: v1.
+    api_version: str | None = None
 
     @property
     def address(self) -> str:
@@ -78,10 +81,20 @@ def apply_change(state: State, address: str, entry: StateEntry | None) -> None:
     state.entries[address] = entry
 
 
+_ENTRY_FIELDS: tuple[str, ...] = ()
+
+
 def entry_to_dict(entry: StateEntry) -> dict[str, Any]:
-    data = asdict(entry)
+    # Not dataclasses.asdict: its recursive copy showed in apply's per-create profile (two records a create).
+    global _ENTRY_FIELDS
+    if not _ENTRY_FIELDS:
+        _ENTRY_FIELDS = tuple(f.name for f in fields(StateEntry))
+    data = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+    data["history"] = list(entry.history)
     if not entry.imported:
         del data["imported"]  # written only when set, so older state readers are not tripped
+    if entry.api_version is None:
+        del data["api_version"]  # likewise: v1 entries look as they always did
     return data
 
 
@@ -108,6 +121,9 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
     for i, name in enumerate(history):
         if not isinstance(name, str):
             raise StateError(f"{where}.history[{i}]: expected a string, got {_kind(name)}")
+    api_version = data.get("api_version")
+    if api_version is not None and api_version != V1BETA1:
+        raise StateError(f"{where}.api_version: expected {V1BETA1!r} or null, got {_kind(api_version)}")
     flags = {name: data.get(name, False) for name in ("prevent_cancel", "imported")}
     for name, value in flags.items():
         if not isinstance(value, bool):
@@ -117,6 +133,7 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
         project=data["project"],
         location=data["location"],
         history=list(history),
+        api_version=api_version,
         **flags,
         **{name: data.get(name) for name in _OPTIONAL_STR_FIELDS},
     )

@@ -90,6 +90,10 @@ class StateStore:
         self._base: State | None = None  # what the state file on disk holds (None: no file)
         self._journal_fd: int | None = None
         self._journal_size = 0  # bytes of whole lines in the open journal
+        self._synced_size = 0  # ... of which fsync has made this many durable
+        self._syncing = False  # a thread is in fsync for everyone (group commit)
+        self._synced = threading.Condition(self._mutex)
+        self._cuts = 0  # times unsynced lines were cut off after a failed fsync
         self._journal_broken: str | None = None
 
     # --- locking -------------------------------------------------------------------------
@@ -272,7 +276,9 @@ class StateStore:
     # --- writing -------------------------------------------------------------------------
 
     def record(self, entry: StateEntry | None, address: str) -> None:
-        """Make one change durable at once (journal append + fsync); None removes `address`."""
+        """Make one change durable before returning (journal append + fsync); None removes
+        `address`. Records from several threads share fsyncs (group commit): each waits until
+        a sync that began after its append has finished, so none returns before it is durable."""
         self._require_lock("record")
         if entry is not None and entry.address != address:
             raise ValueError(f"entry address {entry.address!r} does not match {address!r}")
@@ -291,14 +297,48 @@ class StateStore:
             try:
                 fd = self._open_journal()
                 write_all(fd, line)
-                os.fsync(fd)
             except OSError as exc:
                 self._undo_partial_append()
                 raise StateError(
                     f"cannot write state journal {self.journal_path}: {exc.strerror or exc}"
                 ) from exc
             self._journal_size += len(line)
+            self._sync_through(self._journal_size, self._cuts)
             apply_change(self._state, address, entry)
+
+    def _sync_through(self, end: int, cuts: int) -> None:
+        """Return once the journal is durable up to `end` (called holding `_mutex`): one thread
+        fsyncs for all that appended before it began, the others wait for it."""
+        while self._synced_size < end:
+            if self._cuts != cuts:
+                raise StateError(f"cannot write state journal {self.journal_path}: a sync failed while this "
+                                 "record waited for it")
+            if self._journal_broken:
+                raise StateError(f"state journal {self.journal_path} is unusable after a write error "
+                                 f"({self._journal_broken}); stop and run again to pick up from it")
+            if self._syncing:
+                self._synced.wait()
+                continue
+            self._syncing, target, fd = True, self._journal_size, self._journal_fd
+            self._mutex.release()
+            try:
+                os.fsync(fd)  # type: ignore[arg-type]
+                failed = None
+            except OSError as exc:
+                failed = exc
+            finally:
+                self._mutex.acquire()
+                self._syncing = False
+                self._synced.notify_all()
+            if failed is not None:
+                # Not durable: cut back to what is, so a later record does not follow lines that
+                # may vanish. Every record beyond that point fails (each caller is told).
+                self._journal_size = self._synced_size
+                self._cuts += 1
+                self._undo_partial_append()
+                raise StateError(f"cannot write state journal {self.journal_path}: "
+                                 f"{failed.strerror or failed}") from failed
+            self._synced_size = max(self._synced_size, target)
 
     def _undo_partial_append(self) -> None:
         # A half-written line followed by good ones would read as corruption: cut it off, or
@@ -326,7 +366,7 @@ class StateStore:
                 os.close(fd)
                 raise
             self._journal_fd = fd
-            self._journal_size = len(header)
+            self._journal_size = self._synced_size = len(header)
         return self._journal_fd
 
     def _close_journal(self) -> None:

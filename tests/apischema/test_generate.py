@@ -81,7 +81,7 @@ def _synthetic() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def synthetic() -> dict[str, Any]:
-    return schema_gen.generate(_synthetic())[schema_gen.SPEC_SCHEMA_FILE]
+    return schema_gen.generate({"v1": _synthetic()})[schema_gen.SPEC_SCHEMA_FILE]
 
 
 def test_output_only_fields_are_left_out_and_listed(synthetic: dict) -> None:
@@ -139,9 +139,9 @@ def test_recursive_refs_become_defs(synthetic: dict) -> None:
 def test_generation_is_pure_and_deterministic() -> None:
     doc = _synthetic()
     before = copy.deepcopy(doc)
-    first = schema_gen.rendered(doc)
+    first = schema_gen.rendered({"v1": doc})
     assert doc == before
-    assert schema_gen.rendered(copy.deepcopy(doc)) == first
+    assert schema_gen.rendered({"v1": copy.deepcopy(doc)}) == first
     for text in first.values():
         assert text.endswith("}\n")
 
@@ -150,12 +150,17 @@ def test_generation_is_pure_and_deterministic() -> None:
 
 @pytest.fixture(scope="module")
 def real() -> dict[str, dict]:
-    return schema_gen.generate(discovery.load_snapshot())
+    return schema_gen.generate(discovery.load_snapshots())
+
+
+BETA_SPEC = "tuningjob.v1beta1.schema.json"
 
 
 def test_files_on_disk_are_what_the_generator_writes(real: dict) -> None:
-    assert schema_gen.stale_files(discovery.schemas_dir(), discovery.load_snapshot()) == []
+    assert schema_gen.stale_files(discovery.schemas_dir(), discovery.load_snapshots()) == []
+    assert sorted(real) == sorted([schema_gen.MANIFEST_SCHEMA_FILE, schema_gen.SPEC_SCHEMA_FILE, BETA_SPEC])
     assert generated.spec_schema() == real[schema_gen.SPEC_SCHEMA_FILE]
+    assert generated.spec_schema("v1beta1") == real[BETA_SPEC]
     assert generated.manifest_schema() == real[schema_gen.MANIFEST_SCHEMA_FILE]
 
 
@@ -282,3 +287,55 @@ def test_manifest_schema_envelope(real: dict) -> None:
 def test_loaders_are_cached() -> None:
     assert generated.spec_schema() is generated.spec_schema()
     assert generated.manifest_schema() is generated.manifest_schema()
+
+
+# --- v1beta1 --------------------------------------------------------------------------------
+
+BETA_SPECS = ("supervisedTuningSpec", "preferenceOptimizationSpec", "distillationSpec", "reinforcementTuningSpec",
+              "fullFineTuningSpec", "partnerModelTuningSpec", "veoTuningSpec", "veoLoraTuningSpec")
+
+
+def test_v1beta1_spec_has_its_own_fields_and_output_only_ones(real: dict) -> None:
+    defs = real[BETA_SPEC]["$defs"]
+    tj = defs["GoogleCloudAiplatformV1beta1TuningJob"]
+    for field in (*BETA_SPECS, "customBaseModel", "outputUri"):
+        assert field in tj["properties"], field
+    for field in ("tuningJobState", "tuningJobMetadata", "pipelineJob", "gcsMetricsUri", "satisfiesPzs"):
+        assert field in tj["x-outputOnly"] and field not in tj["properties"]
+    assert not any(name.startswith("GoogleCloudAiplatformV1") and not name.startswith("GoogleCloudAiplatformV1beta1")
+                   for name in defs)
+    # "Mutually exclusive with `learning_rate_multiplier`": both exist in v1beta1.
+    hp = defs["GoogleCloudAiplatformV1beta1SupervisedHyperParameters"]
+    assert {"not": {"required": ["learningRate", "learningRateMultiplier"]}} in hp["allOf"]
+
+
+def test_v1beta1_unions(real: dict) -> None:
+    v = Draft202012Validator(real[BETA_SPEC])
+    for spec in BETA_SPECS:
+        body = {"baseModel": "m", spec: {"trainingDatasetUri": "gs://bucket/t.jsonl"}}
+        if spec == "distillationSpec":
+            body = {"baseModel": "m", spec: {"promptDatasetUri": "gs://bucket/t.jsonl"}}
+        assert v.is_valid(body), spec
+    sft = {"trainingDatasetUri": "gs://bucket/t.jsonl"}
+    assert not v.is_valid({"baseModel": "m"})  # no tuning spec
+    assert not v.is_valid({"baseModel": "m", "supervisedTuningSpec": sft, "veoTuningSpec": sft})
+    assert not v.is_valid({"baseModel": "m", "preTunedModel": {"tunedModelName": "x"}, "supervisedTuningSpec": sft})
+    assert v.is_valid({"baseModel": "m", "customBaseModel": "gs://bucket/w", "supervisedTuningSpec": sft})
+    # customBaseModel is not in the source-model union, but it needs baseModel.
+    assert not v.is_valid({"preTunedModel": {"tunedModelName": "x"}, "customBaseModel": "gs://bucket/w",
+                           "supervisedTuningSpec": sft})
+
+
+def test_manifest_schema_branches_on_api_version(real: dict) -> None:
+    v = Draft202012Validator(real[schema_gen.MANIFEST_SCHEMA_FILE])
+    envelope = {"kind": "TuningJob", "metadata": {"name": "job-a"}}
+    beta = {"baseModel": "m", "outputUri": "gs://bucket/out",
+            "distillationSpec": {"promptDatasetUri": "gs://bucket/p.jsonl"}}
+    assert v.is_valid({**envelope, "apiVersion": "tuning.reconciler/v1beta1", "spec": beta})
+    assert not v.is_valid({**envelope, "apiVersion": "tuning.reconciler/v1", "spec": beta})
+    sft = {"baseModel": "m", "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/t.jsonl"}}
+    for version in ("tuning.reconciler/v1", "tuning.reconciler/v1beta1"):
+        assert v.is_valid({**envelope, "apiVersion": version, "spec": sft})
+        assert not v.is_valid({**envelope, "apiVersion": version, "spec": {"baseModel": "m"}})
+    api = real[schema_gen.MANIFEST_SCHEMA_FILE]["properties"]["apiVersion"]
+    assert api["enum"] == ["tuning.reconciler/v1", "tuning.reconciler/v1beta1"]

@@ -1,10 +1,11 @@
 """normalize_spec: the compiled normaliser gives exactly what a plain schema walk gives.
 
-The schema walk below is the straightforward reading of the discovery snapshot (one
-property look-up per value); the module compiles it per schema for speed. Random bodies,
-shaped by the real TuningJob schema and full of the awkward cases (numbers for int64
-strings, enum numbers, wrong types, empty objects, nulls, unknown and output-only fields),
-must normalise identically both ways.
+The schema walk below is the straightforward reading of one version's discovery snapshot
+(one property look-up per value); the module compiles v1beta1's (the superset) per schema for
+speed. Random bodies, shaped by the real TuningJob schema of v1 or v1beta1 and full of the
+awkward cases (numbers for int64 strings, enum numbers, wrong types, empty objects, nulls,
+unknown and output-only fields), must normalise identically both ways: so v1 jobs keep their
+comparable form (and hash) whichever version's tables read them.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from typing import Any
 
 import pytest
 
-from reconciler.apischema.discovery import TUNING_JOB_SCHEMA, is_output_only
+from reconciler.apischema.discovery import enum_table, is_output_only
 from reconciler.apischema.discovery import snapshot_schemas as discovery_schemas
 from reconciler.apischema.normalize import (
     normalize_spec,
     normalized_hash,
     spec_hash,
+    visible_in,
 )
+from reconciler.apischema.versions import surface
 from reconciler.model import RESERVED_LABELS
+
+TUNING_JOB_SCHEMA = surface("v1").tuning_job
 
 # --------------------------------------------------------------------------- the oracle
 
 
-def _scalar(value: Any, prop: dict) -> Any:
+def _scalar(value: Any, prop: dict, where: tuple[str, str, str]) -> Any:
     kind, fmt = prop.get("type"), prop.get("format")
     try:
         if kind == "string" and fmt in ("int64", "uint64"):
@@ -41,47 +46,47 @@ def _scalar(value: Any, prop: dict) -> Any:
         elif kind == "integer" and isinstance(value, (int, str)) and not isinstance(value, bool):
             return int(value)
         elif kind == "string" and "enum" in prop and isinstance(value, int) and not isinstance(value, bool):
-            enum = prop["enum"]
-            return enum[value] if 0 <= value < len(enum) else value
+            names = {n: v for v, n in enum_table(*where, prop["enum"]).items()}  # proto numbers
+            return names.get(value, value)
     except (ValueError, OverflowError):
         pass
     return value
 
 
-def _walk(value: Any, prop: dict, schemas: dict) -> Any:
+def _walk(value: Any, prop: dict, schemas: dict, where: tuple[str, str, str]) -> Any:
     ref = prop.get("$ref")
     if ref is not None:
         schema = schemas.get(ref, {})
         if isinstance(value, dict) and "properties" in schema:
-            return _walk_object(value, schema, schemas)
+            return _walk_object(value, ref, schemas, where[0])
         return value
     if prop.get("type") == "array" and isinstance(value, list):
-        return [_walk(v, prop.get("items", {}), schemas) for v in value]
+        return [_walk(v, prop.get("items", {}), schemas, where) for v in value]
     if prop.get("type") == "object" and isinstance(value, dict):
-        out = {k: _walk(v, prop.get("additionalProperties", {}), schemas) for k, v in value.items()}
+        out = {k: _walk(v, prop.get("additionalProperties", {}), schemas, where) for k, v in value.items()}
         return {k: v for k, v in out.items() if not (v is None or v == {})}
-    return _scalar(value, prop)
+    return _scalar(value, prop, where)
 
 
-def _walk_object(obj: dict, schema: dict, schemas: dict) -> dict:
-    props = schema.get("properties", {})
+def _walk_object(obj: dict, name: str, schemas: dict, version: str) -> dict:
+    props = schemas[name].get("properties", {})
     out: dict[str, Any] = {}
-    for name, value in obj.items():
-        prop = props.get(name)
+    for field, value in obj.items():
+        prop = props.get(field)
         if prop is None:
-            out[name] = value
+            out[field] = value
             continue
         if is_output_only(prop):
             continue
-        norm = _walk(value, prop, schemas)
+        norm = _walk(value, prop, schemas, (version, name, field))
         if not (norm is None or norm == {}):
-            out[name] = norm
+            out[field] = norm
     return out
 
 
-def reference_normalize(spec: dict) -> dict:
-    schemas = discovery_schemas()
-    out = _walk_object(spec, schemas[TUNING_JOB_SCHEMA], schemas)
+def reference_normalize(spec: dict, version: str = "v1") -> dict:
+    schemas = discovery_schemas(version)
+    out = _walk_object(spec, surface(version).tuning_job, schemas, version)
     labels = {k: v for k, v in out.get("labels", {}).items() if k not in RESERVED_LABELS}
     if labels:
         out["labels"] = labels
@@ -132,9 +137,9 @@ def _body(schema: dict, schemas: dict, rng: random.Random, depth: int) -> dict:
     return body
 
 
-def random_job(rng: random.Random) -> dict:
-    schemas = discovery_schemas()
-    job = _body(schemas[TUNING_JOB_SCHEMA], schemas, rng, 0)
+def random_job(rng: random.Random, version: str = "v1") -> dict:
+    schemas = discovery_schemas(version)
+    job = _body(schemas[surface(version).tuning_job], schemas, rng, 0)
     if rng.random() < 0.5 or not isinstance(job.get("labels", {}), dict):
         # labels are always a map once validated (both sides assume it)
         job["labels"] = {"team": "a", "managed-by": "tuning-reconciler", "reconciler-spec": "0" * 16}
@@ -142,11 +147,42 @@ def random_job(rng: random.Random) -> dict:
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_compiled_normaliser_matches_the_schema_walk(seed: int) -> None:
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_compiled_normaliser_matches_the_schema_walk(seed: int, version: str) -> None:
     rng = random.Random(seed)
-    for _ in range(50):
-        job = random_job(rng)
-        assert normalize_spec(job) == reference_normalize(job), job
+    for _ in range(25):
+        job = random_job(rng, version)
+        assert normalize_spec(job) == reference_normalize(job, version), job
+
+
+def test_enum_numbers_are_proto_numbers() -> None:
+    """The GAPIC client's `enum-encoding=int` numbers: 2 is ADAPTER_SIZE_FOUR, 6 ADAPTER_SIZE_TWO."""
+    spec = {"supervisedTuningSpec": {"hyperParameters": {"adapterSize": 2}, "tuningMode": 1}}
+    assert normalize_spec(spec)["supervisedTuningSpec"] == {
+        "hyperParameters": {"adapterSize": "ADAPTER_SIZE_FOUR"}, "tuningMode": "TUNING_MODE_FULL"}
+    veo = {"veoTuningSpec": {"hyperParameters": {"adapterSize": 16}}}
+    assert normalize_spec(veo)["veoTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_SIXTEEN"
+
+
+def test_a_v1_spec_hashes_the_same_under_either_version() -> None:
+    """Moving a manifest from v1 to v1beta1 with the same fields is not a change."""
+    rng = random.Random(3)
+    for _ in range(200):
+        job = random_job(rng, "v1")
+        assert normalize_spec(job) == reference_normalize(job, "v1beta1")
+
+
+def test_visible_in_drops_what_a_version_cannot_show() -> None:
+    spec = normalize_spec({
+        "baseModel": "m", "outputUri": "gs://b/o", "customBaseModel": "gs://b/w",
+        "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/t.jsonl", "tuningMode": "TUNING_MODE_FULL",
+                                 "hyperParameters": {"epochCount": 2, "batchSize": 8, "learningRate": 0.1}},
+        "distillationSpec": {"promptDatasetUri": "gs://b/p.jsonl"}, "labels": {"a": "b"}})
+    assert visible_in(spec, "v1") == {"baseModel": "m", "labels": {"a": "b"}, "supervisedTuningSpec": {
+        "trainingDatasetUri": "gs://b/t.jsonl", "hyperParameters": {"epochCount": "2"}}}
+    assert visible_in(spec, "v1beta1") == spec
+    only_beta = normalize_spec({"baseModel": "m", "veoTuningSpec": {"trainingDatasetUri": "gs://b/v.jsonl"}})
+    assert visible_in(only_beta, "v1") == {"baseModel": "m"}
 
 
 def test_known_cases() -> None:

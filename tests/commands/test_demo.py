@@ -17,8 +17,10 @@ def test_demo_runs_the_whole_loop_and_keeps_its_files(capsys):
     out = capsys.readouterr().out
     steps = [line for line in out.splitlines() if line.startswith("==> reconciler ")]
     assert [s.split()[2] for s in steps][:2] == ["validate", "plan"]
-    assert "Plan: 7 to create, 0 to replace, 0 to cancel, 0 to rebase." in out
-    assert "Apply complete! Jobs: 7 created" in out
+    # every example: 7 jobs through v1, 8 through v1beta1 (one per v1beta1 tuning spec)
+    assert "Plan: 15 to create, 0 to replace, 0 to cancel, 0 to rebase." in out
+    assert "Apply complete! Jobs: 15 created" in out
+    assert re.search(r"^faq-distilled: SUCCEEDED -> endpoint projects/", out, re.M)
     assert "No changes." in out
     assert "Plan: 0 to create, 1 to replace, 0 to cancel, 0 to rebase." in out
     # a key in two locations is always named with its location

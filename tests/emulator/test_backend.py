@@ -210,7 +210,8 @@ def test_request_accepts_enum_numbers_int64_numbers_and_snake_case() -> None:
             "base_model": "gemini-2.5-flash",
             "supervised_tuning_spec": {
                 "training_dataset_uri": "gs://b/t.jsonl",
-                "hyper_parameters": {"epoch_count": 4, "adapter_size": 3, "learning_rate_multiplier": "0.5"},
+                # adapter size 2 is ADAPTER_SIZE_FOUR by proto number (TWO, listed before it, is 6)
+                "hyper_parameters": {"epoch_count": 4, "adapter_size": 2, "learning_rate_multiplier": "0.5"},
             },
             "state": "JOB_STATE_SUCCEEDED",  # output only: ignored, like the service does
         },

@@ -24,9 +24,10 @@ def test_snake_case() -> None:
 def test_decode_normalises_int64_enum_and_double() -> None:
     decoded = schema.decode_message(
         f"{schema.PREFIX}SupervisedHyperParameters",
-        {"epochCount": 3, "adapter_size": 4, "learningRateMultiplier": 1},
+        {"epochCount": 3, "adapter_size": 3, "learningRateMultiplier": 1},
         "hp",
     )
+    # enum numbers are proto numbers: 3 is ADAPTER_SIZE_EIGHT (listed fifth, after TWO = 6)
     assert decoded == {"epochCount": "3", "adapterSize": "ADAPTER_SIZE_EIGHT", "learningRateMultiplier": 1.0}
 
 
@@ -92,6 +93,8 @@ def test_every_emitted_job_fits_the_discovery_schema() -> None:
         assert schema.decode_message(TUNING_JOB, job, "", keep_read_only=True) == job
 
 
-def test_operation_response_fields_are_all_in_the_v1_proto() -> None:
-    proto_fields = {f.json_name for f in aiplatform_v1.TuningJob.pb().DESCRIPTOR.fields}
-    assert jobs.PROTO_TUNING_JOB_FIELDS <= proto_fields
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_operation_response_fields_are_all_in_the_proto(version: str) -> None:
+    module = aiplatform_v1 if version == "v1" else pytest.importorskip("google.cloud.aiplatform_v1beta1")
+    proto_fields = {f.json_name for f in module.TuningJob.pb().DESCRIPTOR.fields}
+    assert jobs.PROTO_TUNING_JOB_FIELDS[version] <= proto_fields

@@ -153,7 +153,7 @@ def test_envelope_errors_stop_further_checks() -> None:
     doc = {"apiVersion": "v2", "spec": {"nonsense": 1}}
     found = validation.check_document(doc, "f", {(): (1, 1), ("apiVersion",): (1, 13)}, {})
     assert [str(p) for p in found] == [
-        "f:1:13: unknown apiVersion `v2`: expected `tuning.reconciler/v1`",
+        "f:1:13: unknown apiVersion `v2`: expected `tuning.reconciler/v1` or `tuning.reconciler/v1beta1`",
         "f:1:1: missing `kind` (expected `kind: TuningJob`)"]
 
 
@@ -243,3 +243,47 @@ def test_inline_refs_keeps_recursive_definitions_as_refs() -> None:
 def test_non_mapping_documents(value: object) -> None:
     (found,) = validation.check_document(value, "f", {(): (2, 1)}, {})
     assert found.line == 2 and "must be a mapping" in found.message
+
+
+def check_beta(spec_yaml: str) -> list[str]:
+    """`check` with `apiVersion: tuning.reconciler/v1beta1`."""
+    text = HEAD.replace("tuning.reconciler/v1", "tuning.reconciler/v1beta1") + textwrap.indent(
+        textwrap.dedent(spec_yaml), "  ")
+    parsed = yaml_reader.parse_text(text, "m.yaml")
+    (doc,) = parsed.documents
+    return [str(p).removeprefix("m.yaml:") for p in validation.check_document(doc.data, "m.yaml", doc.values, doc.keys)]
+
+
+def test_v1beta1_fields_are_valid_there_and_named_in_a_v1_manifest() -> None:
+    beta = "baseModel: m\noutputUri: gs://my-bucket/out\ndistillationSpec:\n  promptDatasetUri: gs://my-bucket/p.jsonl\n"
+    assert check_beta(beta) == []
+    assert check(beta) == [
+        "7:1: `spec` needs exactly one of `supervisedTuningSpec`, `preferenceOptimizationSpec`; none is set",
+        "9:3: unknown field `spec.outputUri`: it is a field of `apiVersion: tuning.reconciler/v1beta1`; set that to use it",
+        "10:3: unknown field `spec.distillationSpec`: it is a field of `apiVersion: tuning.reconciler/v1beta1`; "
+        "set that to use it"]
+
+
+def test_v1beta1_one_of_the_eight_tuning_specs() -> None:
+    two = "baseModel: m\n" + SFT + "veoTuningSpec:\n  trainingDatasetUri: gs://my-bucket/v.jsonl\n"
+    (problem,) = check_beta(two)
+    assert problem.startswith("11:3: `spec` may set only one of `supervisedTuningSpec`, `preferenceOptimizationSpec`, "
+                              "`distillationSpec`, `reinforcementTuningSpec`, `fullFineTuningSpec`, "
+                              "`partnerModelTuningSpec`, `veoTuningSpec`, `veoLoraTuningSpec`, but sets")
+    assert check_beta("baseModel: m\n")[0].endswith("`veoLoraTuningSpec`; none is set")
+
+
+def test_custom_base_model_needs_base_model_and_says_so_where_it_stands() -> None:
+    spec = "preTunedModel: {tunedModelName: projects/p/locations/l/models/1}\ncustomBaseModel: gs://my-bucket/w\n" + SFT
+    assert check_beta(spec) == ["9:3: `customBaseModel` needs `baseModel` (the model family the custom weights "
+                                "belong to), not `preTunedModel`"]
+    assert check_beta("baseModel: m\ncustomBaseModel: gs://my-bucket/w\n" + SFT) == []
+
+
+def test_v1beta1_mutually_exclusive_learning_rates() -> None:
+    spec = ("baseModel: m\nsupervisedTuningSpec:\n  trainingDatasetUri: gs://my-bucket/t.jsonl\n"
+            "  hyperParameters: {learningRate: 0.1, learningRateMultiplier: 1.0}\n")
+    assert check(spec.replace("learningRate: 0.1, ", "")) == []
+    (problem,) = check_beta(spec)
+    assert "learningRate` and `spec.supervisedTuningSpec.hyperParameters.learningRateMultiplier` are mutually " \
+           "exclusive" in problem

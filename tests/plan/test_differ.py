@@ -29,8 +29,9 @@ def test_identical_spec_has_no_changes_despite_output_only_fields_and_identity_l
 
 
 def test_int64_as_integer_and_enum_as_number_are_the_same_value():
+    # 2 is ADAPTER_SIZE_FOUR by its proto number (ADAPTER_SIZE_TWO, listed before it, is 6)
     desired = {**SPEC, "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl",
-                                                "hyperParameters": {"epochCount": 3, "adapterSize": 3}}}
+                                                "hyperParameters": {"epochCount": 3, "adapterSize": 2}}}
     assert diff_spec(desired, live_of(SPEC)) == []
     assert spec_hash(desired) == spec_hash(SPEC)
 

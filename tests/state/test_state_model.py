@@ -164,3 +164,25 @@ _entries = st.builds(
 def test_round_trip_property(entries: list[StateEntry], serial: int) -> None:
     state = State(serial=serial, entries={e.address: e for e in entries})
     assert state_from_json(state_to_json(state), "p.json") == state
+
+
+def test_api_version_round_trips_and_v1_entries_look_as_before() -> None:
+    from reconciler.state.model import entry_to_dict
+
+    beta = StateEntry(key="b", project="p", location="l", job_name="projects/1/locations/l/tuningJobs/2",
+                      api_version="v1beta1")
+    plain = StateEntry(key="a", project="p", location="l")
+    state = State(entries={beta.address: beta, plain.address: plain})
+    again = state_from_json(state_to_json(state), "s.json")
+    assert again.entries[beta.address].api_version == "v1beta1" and again.entries[plain.address].api_version is None
+    assert "api_version" not in entry_to_dict(plain) and entry_to_dict(beta)["api_version"] == "v1beta1"
+
+
+@pytest.mark.parametrize("value", ["v2", "v1", 1, True])
+def test_unknown_api_version_is_refused(value: object) -> None:
+    from reconciler.state.model import state_from_dict
+
+    data = {"version": 1, "lineage": "x", "serial": 1,
+            "entries": {"p/l/k": {"key": "k", "project": "p", "location": "l", "api_version": value}}}
+    with pytest.raises(StateError, match=r"api_version: expected 'v1beta1' or null"):
+        state_from_dict(data, "s.json")

@@ -685,3 +685,50 @@ def test_lock_info_age() -> None:
     assert LockInfo(id="x", pid=1, host="h", operation="o", created="junk").age_seconds() is None
     assert lock_holder_alive(LockInfo(id="x", pid=1, host="elsewhere.invalid", operation="o", created="")) is None
 
+
+
+def test_concurrent_records_share_fsyncs_and_each_is_durable_when_it_returns(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: 16 threads recording at once need fewer fsyncs than records, and a record
+    returns only after an fsync that began after its line was written."""
+    import threading
+
+    store = StateStore(path)
+    fsyncs: list[int] = []  # journal size at each fsync's start
+    real_fsync = os.fsync
+    gate = threading.Event()
+
+    def slow_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".journal"):
+            fsyncs.append(os.fstat(fd).st_size)
+            gate.wait(5)  # the first sync holds everyone else back: they pile up behind it
+        real_fsync(fd)
+
+    with store.lock("apply"):
+        store.load()
+        store.record(_entry(0), "p/l/k0")  # opens the journal
+        monkeypatch.setattr(os, "fsync", slow_fsync)
+        returned: dict[int, int] = {}
+
+        def work(i: int) -> None:
+            store.record(_entry(i), f"p/l/k{i}")
+            returned[i] = max(fsyncs)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(1, 17)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(fsyncs) < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        gate.set()
+        for thread in threads:
+            thread.join(10)
+        monkeypatch.undo()
+        lines = store.journal_path.read_bytes().split(b"\n")
+        offsets = {json.loads(line)["address"]: sum(len(x) + 1 for x in lines[:n + 1])
+                   for n, line in enumerate(lines) if line and b'"address"' in line}
+        assert len(returned) == 16
+        assert len(fsyncs) < 16  # shared
+        for i, synced in returned.items():
+            assert synced >= offsets[f"p/l/k{i}"]  # its own line was in the file when that sync began
+    assert len(StateStore(path).load().entries) == 17
