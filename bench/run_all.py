@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h  # noqa: E402
 
 SCRIPTS = ["startup_bench.py", "refresh_plan_bench.py", "scaling_bench.py", "apply_bench.py", "emulator_bench.py",
-           "graph_bench.py"]
+           "graph_bench.py", "gcs_state_bench.py"]
 
 
 def validate_section(figures: dict) -> str:

@@ -28,6 +28,7 @@ from reconciler.commands import (
     show,
     state,
     validate,
+    workspace,
 )
 from reconciler.errors import ReconcilerError
 
@@ -42,6 +43,7 @@ COMMANDS: dict[str, ModuleType] = {
     "jobs": jobs,
     "import": import_job,
     "state": state,
+    "workspace": workspace,
     "force-unlock": force_unlock,
     "schema": schema,
     "emulator": emulator,

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from reconciler.graph.graph import JobGraph
     from reconciler.plan.live import LiveJob, LiveView
     from reconciler.plan.model import Plan
+    from reconciler.state.backend import StateBackend
     from reconciler.state.lock import LockInfo
     from reconciler.state.model import State, StateEntry
-    from reconciler.state.store import StateStore
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StateRef:
-    """Which state, and how long to wait for its lock."""
+    """Which state (a file or gs://BUCKET/PATH.json), and how long to wait for its lock."""
 
     path: str = DEFAULT_STATE_PATH
     lock_timeout: float = 0.0
@@ -143,10 +143,11 @@ def open_client(connection: Connection) -> TuningClient:
     return TuningClient(ClientOptions(endpoint=connection.endpoint, max_connections=connection.parallelism))
 
 
-def open_store(ref: StateRef) -> StateStore:
-    from reconciler.state.store import StateStore
+def open_store(ref: StateRef) -> StateBackend:
+    """The backend the location names: a local file, or an object in Cloud Storage."""
+    from reconciler.state.backend import open_backend
 
-    return StateStore(ref.path)
+    return open_backend(ref.path)
 
 
 @contextmanager
@@ -179,7 +180,7 @@ def _check_targets(targets: tuple[str, ...], desired: list[DesiredJob], state: S
                           "(give a key or project/location/key)")
 
 
-def _make_plan(request: PlanRequest, store: StateStore, client: TuningClient,
+def _make_plan(request: PlanRequest, store: StateBackend, client: TuningClient,
                desired: list[DesiredJob] | None = None) -> Planned:
     """Plan from the manifests (or the given desired jobs) against state and a fresh refresh.
     The caller holds the state lock."""
@@ -473,13 +474,158 @@ def move_entry(ref: StateRef, source: str, target: str) -> State:
 def force_unlock(path: str, lock_id: str, confirm: Callable[[LockInfo, bool | None], bool]) -> bool:
     """Remove the lock `lock_id` from state `path` once `confirm(lock, holder_alive)` agrees
     (holder_alive: None when it runs on another host). False when not confirmed."""
-    from reconciler.state import lock
+    from reconciler.state.lock import describe_lock, lock_holder_alive
 
-    info = lock.held_lock(path, lock_id)
-    if not confirm(info, lock.lock_holder_alive(info)):
+    store = open_store(StateRef(path))
+    info = store.current_lock()
+    if info is None:
+        raise StateError(f"state file {path} is not locked")
+    if info.id != lock_id.strip():
+        raise StateError(f"lock ID {lock_id} does not match the lock on state file {path} ({describe_lock(info)})")
+    if not confirm(info, lock_holder_alive(info)):
         return False
-    lock.force_unlock(path, lock_id)
+    store.force_unlock(lock_id.strip())
     return True
+
+
+# --- moving state: pull, push, migrate -----------------------------------------------------
+
+
+def pull_state(path: str) -> State:
+    """The state as it is now (no lock: a running apply's journal is folded in, in memory)."""
+    store = open_store(StateRef(path))
+    state = store.load()
+    if not store.exists():
+        raise StateError(f"no state at {path} yet")
+    return state
+
+
+@dataclass(frozen=True)
+class Pushed:
+    state: State
+    written: bool  # False: it held exactly this state already
+    overridden: str | None = None  # the refusal --force overrode
+
+
+def push_state(ref: StateRef, source: str, force: bool = False) -> Pushed:
+    """Write the state file `source` to `ref`, refusing another lineage, an older serial, or
+    the same serial with other content unless `force`."""
+    from pathlib import Path
+
+    from reconciler.state.model import state_from_json
+    from reconciler.state.transfer import push_refusal, pushed, unchanged
+
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise StateError(f"state file {source}: not UTF-8 text") from None
+    except OSError as exc:
+        raise StateError(f"cannot read state file {source}: {exc.strerror or exc}") from None
+    incoming = state_from_json(text, source)
+    store = open_store(ref)
+    with store.lock("state push", timeout=ref.lock_timeout):
+        loaded = store.load()
+        current = loaded if store.exists() else None
+        refusal = push_refusal(current, incoming)
+        if refusal and not force:
+            raise StateError(f"refusing to push {source} to {ref.path}: {refusal}. Use --force to push it anyway")
+        if unchanged(current, incoming):
+            return Pushed(loaded, written=False)
+        out = pushed(current, incoming, force)
+        store.overwrite(out)
+    return Pushed(out, written=True, overridden=refusal)
+
+
+@dataclass(frozen=True)
+class Migrated:
+    state: State
+    copied: bool  # False: the target held this state already
+
+
+def migrate_state(ref: StateRef, target: str) -> Migrated:
+    """Copy the state at `ref` to `target` (a file or gs:// URL) under both locks, then read
+    it back to check. The source is left as it was."""
+    from contextlib import ExitStack
+
+    from reconciler.state.transfer import migrate_refusal
+
+    if target == ref.path:
+        raise StateError(f"--to {target} is the state itself")
+    source, destination = open_store(ref), open_store(StateRef(target))
+    with ExitStack() as locks:
+        # Both locks, always in the same order: two migrations the other way round cannot deadlock.
+        for store in sorted((source, destination), key=lambda s: s.location):
+            locks.enter_context(store.lock("state migrate", timeout=ref.lock_timeout))
+        state = source.load()
+        if not source.exists():
+            raise StateError(f"nothing to migrate: no state at {ref.path}")
+        there = destination.load()
+        exists = destination.exists()
+        refusal = migrate_refusal(state, there, exists)
+        if refusal:
+            raise StateError(f"refusing to migrate to {target}: {refusal}")
+        if not exists:
+            destination.overwrite(replace(state, entries=dict(state.entries)))
+        check = open_store(StateRef(target)).load()  # read back through a store of its own
+        if (check.lineage, check.serial, check.entries) != (state.lineage, state.serial, state.entries):
+            raise StateError(f"migration to {target} did not verify: it reads back as lineage {check.lineage}, "
+                             f"serial {check.serial}, {len(check.entries)} keys; {ref.path} is unchanged")
+    return Migrated(state, copied=not exists)
+
+
+# --- workspaces ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    name: str
+    location: str
+    exists: bool
+    serial: int = 0
+    lineage: str | None = None
+    keys: int = 0
+    lock: LockInfo | None = None
+
+
+def list_workspaces(location: str) -> tuple[str, dict[str, str]]:
+    """The workspace root of `location` and name -> location of each state under it."""
+    from reconciler.state.url import root_of
+    from reconciler.state.workspaces import list_workspaces as listing
+
+    root = root_of(location)
+    return root, listing(root)
+
+
+def show_workspace(location: str) -> Workspace:
+    from reconciler.state.url import workspace_name
+
+    store = open_store(StateRef(location))
+    state = store.load()
+    exists = store.exists()
+    return Workspace(workspace_name(location), location, exists, state.serial if exists else 0,
+                     state.lineage if exists else None, len(state.entries), store.current_lock())
+
+
+def delete_workspace(ref: StateRef, force: bool = False) -> Workspace:
+    """Delete a workspace's state. Never `default`; one that tracks keys only with `force`
+    (the jobs themselves are not touched)."""
+    from reconciler.state.url import DEFAULT_WORKSPACE, workspace_name
+
+    name = workspace_name(ref.path)
+    if name == DEFAULT_WORKSPACE:
+        raise StateError("the default workspace cannot be deleted")
+    store = open_store(ref)
+    with store.lock("workspace delete", timeout=ref.lock_timeout):
+        state = store.load()
+        if not store.exists():
+            raise StateError(f"workspace {name} does not exist (no state at {ref.path})")
+        if state.entries and not force:
+            raise StateError(f"workspace {name} still tracks {len(state.entries)} key(s) (`reconciler state list "
+                             f"--state {ref.path}`); delete it anyway with --force (the jobs stay in Vertex AI, "
+                             "untracked)")
+        store.delete()
+    return Workspace(name, ref.path, exists=False, serial=state.serial, lineage=state.lineage,
+                     keys=len(state.entries))
 
 
 # --- jobs ----------------------------------------------------------------------------------

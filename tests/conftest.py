@@ -12,6 +12,8 @@ from reconciler.emulator.server import EmulatorConfig, RunningEmulator, start_em
 
 TEST_TOKEN = "test-token"
 
+pytest_plugins = ["gcs_fixtures"]  # fake-gcs-server for gs:// state (tests/gcs_fixtures.py)
+
 
 @pytest.fixture
 def emulator_factory() -> Iterator[Callable[..., RunningEmulator]]:

@@ -77,7 +77,8 @@ def test_every_reconciler_command_line_is_accepted_by_the_cli(workflow, argv, ca
 def test_each_workflow_runs_what_it_promises():
     commands = {name: [argv for n, argv in all_commands() if n == name] for name in (p.name for p in WORKFLOWS)}
     plan = commands["plan-on-pull-request.yml"]
-    assert ["plan", "manifests", "--format", "markdown", "--detailed-exitcode"] in plan
+    assert ["plan", "manifests", "--state", "$STATE", "--lock-timeout", "600", "--format", "markdown",
+            "--detailed-exitcode"] in plan
     assert any(a[0] == "drift" and "markdown" in a for a in plan)
     assert any(a[0] == "apply" and "--auto-approve" in a for a in commands["apply-on-merge.yml"])
     assert any(a[0] == "drift" and "github" in a for a in commands["nightly-drift.yml"])
@@ -105,3 +106,19 @@ def test_actions_are_pinned_and_auth_is_workload_identity_federation(path):
     assert workflow["permissions"]["id-token"] == "write"
     assert "credentials_json" not in text and "GOOGLE_APPLICATION_CREDENTIALS:" not in text
     assert text.lstrip().startswith("#")  # commented
+
+
+STATE_COMMANDS = {"plan", "apply", "drift", "jobs", "import", "state", "force-unlock"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_state_is_used_in_the_bucket_directly_not_copied_in_and_out(path):
+    workflow = load(path)
+    assert workflow["env"]["STATE"].startswith("gs://${{ vars.STATE_BUCKET }}/")
+    assert workflow["env"]["STATE"].endswith(".json")
+    uses_state = [argv for name, argv in all_commands() if name == path.name and argv[0] in STATE_COMMANDS]
+    assert uses_state
+    for argv in uses_state:
+        assert argv[argv.index("--state") + 1] == "$STATE", argv
+    text = path.read_text()
+    assert "gcloud storage cp" not in text and "if-generation-match" not in text

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reconciler.commands.options import add_target_options, defaults
-from reconciler.defaults import DEFAULT_STATE_PATH
+from reconciler.commands.options import add_state_option, add_target_options, defaults
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -19,8 +18,9 @@ HELP = "list tuning jobs (managed ones unless --all), optionally watching until 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_options(parser)
-    parser.add_argument("--state", default=DEFAULT_STATE_PATH, metavar="FILE",
-                        help="also list the projects+locations this state file tracks (default: %(default)s)")
+    add_state_option(parser, lock_timeout=False,
+                     help="also list the projects+locations this state tracks: a file or gs://BUCKET/PATH.json "
+                          "(default: $RECONCILER_STATE, else %(default)s)")
     parser.add_argument("--all", action="store_true", help="include jobs without the managed-by label")
     parser.add_argument("--filter", metavar="EXPR",
                         help='the API\'s list filter, e.g. \'state=JOB_STATE_RUNNING\' or \'labels.team="nlp"\'')

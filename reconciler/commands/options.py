@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 from collections.abc import Callable
 
 from reconciler.defaults import DEFAULT_STATE_PATH
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from reconciler.operations import Connection, PlanRequest, StateRef
 
 DEFAULT_PARALLELISM = 8
-WORKSPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+STATE_ENV = "RECONCILER_STATE"  # also in state/url.py (not imported here: start-up time)
 
 
 def _number(kind: type, low: float, strict: bool) -> Callable[[str], float]:
@@ -38,11 +37,36 @@ positive_float = _number(float, 0.0, strict=True)
 non_negative_float = _number(float, 0.0, strict=False)
 
 
-def workspace_path(name: str) -> str:
-    """`--workspace NAME`: the state file state/NAME.json."""
-    if not WORKSPACE_PATTERN.match(name) or ".." in name:
-        raise argparse.ArgumentTypeError(f"invalid workspace name {name!r} (letters, digits, '_', '-', '.')")
-    return f"state/{name}.json"
+class _StateAction(argparse.Action):
+    """`--state` and `--workspace` together name one state (in either order): a prefix ending in
+    '/' takes the workspace; see `reconciler.state.url.resolve`. The result is `args.state`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from reconciler.errors import ConfigError
+        from reconciler.state.url import resolve
+
+        given = {"state": getattr(namespace, "_state_given", None), "workspace": namespace.workspace}
+        given[self.dest] = values
+        namespace._state_given = given["state"]
+        namespace.workspace = given["workspace"]
+        try:
+            namespace.state = resolve(given["state"], given["workspace"], os.environ)
+        except ConfigError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+
+
+def _default_state() -> str:
+    """What names the state when no option does: $RECONCILER_STATE, else state/default.json."""
+    if not os.environ.get(STATE_ENV):
+        return DEFAULT_STATE_PATH
+    from reconciler.errors import ConfigError
+    from reconciler.state.url import resolve
+
+    try:
+        return resolve(None, None, os.environ)
+    except ConfigError:
+        return os.environ[STATE_ENV]  # refused, with its message, when the state is opened
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -56,11 +80,12 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_state_option(parser: argparse.ArgumentParser, lock_timeout: bool = True,
-                     help: str = "state file (default: %(default)s)") -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--state", default=DEFAULT_STATE_PATH, metavar="FILE", help=help)
-    group.add_argument("--workspace", dest="state", type=workspace_path, metavar="NAME",
-                       help="use the state file state/NAME.json")
+                     help: str = "state: a file, gs://BUCKET/PATH.json, or a prefix ending in '/' for "
+                                 "workspaces (default: $RECONCILER_STATE, else %(default)s)") -> None:
+    parser.add_argument("--state", dest="state", default=_default_state(), action=_StateAction,
+                        metavar="LOCATION", help=help)
+    parser.add_argument("--workspace", dest="workspace", default=None, action=_StateAction, metavar="NAME",
+                        help="the state NAME.json under the --state prefix (default: state/)")
     if lock_timeout:
         parser.add_argument("--lock-timeout", type=non_negative_float, default=0.0, metavar="SECONDS",
                             help="wait this long for the state lock (default: fail at once)")

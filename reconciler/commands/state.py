@@ -1,4 +1,4 @@
-"""`reconciler state list|show|rm|mv`: inspect and edit the state file by hand."""
+"""`reconciler state list|show|rm|mv|pull|push|migrate`: inspect and edit the state by hand, or copy it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
     from reconciler.state.model import StateEntry
 
-HELP = "inspect the state file, stop tracking keys or move one (state list | show KEY | rm KEY... | mv FROM TO)"
+HELP = ("inspect the state, stop tracking keys or move one, copy it around "
+        "(state list | show KEY | rm KEY... | mv FROM TO | pull | push FILE | migrate --to LOCATION)")
 FORMAT_VERSION = "1"
 
 
@@ -48,6 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_mv.add_argument("source", metavar="FROM", help="PROJECT/LOCATION/KEY tracked now")
     p_mv.add_argument("target", metavar="TO", help="PROJECT/LOCATION/KEY to track it as")
 
+    p_pull = sub.add_parser("pull", help="print the current state as JSON",
+                            description="Print the state as it is now (a local state file's JSON), "
+                            "e.g. `reconciler state pull --state gs://BUCKET/PATH.json > copy.json`.")
+    add_state_option(p_pull, lock_timeout=False)
+
+    p_push = sub.add_parser("push", help="replace the state with a state file",
+                            description="Write FILE as the state. Refused when FILE has another lineage, an "
+                            "older serial, or the same serial with other content, unless --force.")
+    add_state_option(p_push)
+    p_push.add_argument("file", metavar="FILE", help="a state file (from `state pull`, or a recovery file)")
+    p_push.add_argument("--force", action="store_true", help="push even another lineage or an older state")
+
+    p_migrate = sub.add_parser("migrate", help="copy the state to another location (local <-> gs://)",
+                               description="Copy the state to --to (under both locks) and read it back to check. "
+                               "The target must hold no state yet; the source is left as it was.")
+    add_state_option(p_migrate)
+    p_migrate.add_argument("--to", required=True, metavar="LOCATION", dest="to",
+                           help="where to copy it: a file or gs://BUCKET/PATH.json")
+
 
 def run(args: argparse.Namespace) -> int:
     if args.state_command == "list":
@@ -56,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
         return _show(args)
     if args.state_command == "mv":
         return _mv(args)
+    if args.state_command == "pull":
+        return _pull(args)
+    if args.state_command == "push":
+        return _push(args)
+    if args.state_command == "migrate":
+        return _migrate(args)
     return _rm(args)
 
 
@@ -148,6 +174,47 @@ def _mv(args: argparse.Namespace) -> int:
 
     state = move_entry(state_ref(args), args.source, args.target)
     print(f"Moved {args.source} to {args.target} (serial {state.serial}). The job itself was not changed.")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from reconciler.operations import pull_state
+    from reconciler.state.model import state_to_json
+
+    sys.stdout.write(state_to_json(pull_state(args.state)))
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from reconciler.operations import push_state
+
+    result = push_state(state_ref(args), args.file, force=args.force)
+    state = result.state
+    if not result.written:
+        print(f"{args.state} already holds this state (serial {state.serial}): nothing pushed.")
+        return 0
+    if result.overridden:
+        print(f"--force: pushed although {result.overridden}.", file=sys.stderr)
+    print(f"Pushed {args.file} to {args.state}: serial {state.serial}, {len(state.entries)} keys, "
+          f"lineage {state.lineage}.")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from reconciler.errors import ConfigError
+    from reconciler.operations import migrate_state
+    from reconciler.state.url import resolve
+
+    try:
+        target = resolve(args.to, None, {})
+    except ConfigError as exc:
+        raise ConfigError(f"--to: {exc}") from None
+    result = migrate_state(state_ref(args), target)
+    state = result.state
+    what = "Copied" if result.copied else "Already there:"
+    print(f"{what} state {args.state} (lineage {state.lineage}, serial {state.serial}, {len(state.entries)} keys) "
+          f"to {target}; read back and identical.")
+    print(f"{args.state} was left as it was: once everyone uses {target}, delete it or keep it as a backup.")
     return 0
 
 

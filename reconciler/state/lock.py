@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import getpass
 import json
 import os
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 from reconciler.defaults import DEFAULT_STATE_PATH
 from reconciler.errors import StateError
 from reconciler.files import PRIVATE_MODE, fsync_dir, write_all
-from reconciler.text import format_duration
+from reconciler.text import format_duration, one_line
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,16 @@ class LockInfo:
     host: str
     operation: str
     created: str  # RFC 3339, UTC
+    user: str = ""  # who ran it (empty in locks written before this field)
+    version: str = ""  # the tool version that holds it
 
     @classmethod
     def new(cls, operation: str) -> LockInfo:
+        from reconciler import __version__
+
         created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return cls(str(uuid.uuid4()), os.getpid(), socket.gethostname(), operation, created)
+        return cls(str(uuid.uuid4()), os.getpid(), socket.gethostname(), operation, created,
+                   _user(), __version__)
 
     def age_seconds(self, now: dt.datetime | None = None) -> float | None:
         try:
@@ -44,6 +50,13 @@ class LockInfo:
             return None
         now = now or dt.datetime.now(dt.timezone.utc)
         return max(0.0, (now - created).total_seconds())
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name, no passwd entry (containers)
+        return ""
 
 
 def lock_path_for(path: str | os.PathLike[str]) -> Path:
@@ -67,6 +80,8 @@ def read_lock(path: str | os.PathLike[str]) -> LockInfo | None:
             host=str(data["host"]),
             operation=str(data["operation"]),
             created=str(data["created"]),
+            user=str(data.get("user", "")),
+            version=str(data.get("version", "")),
         )
     except (ValueError, KeyError, TypeError):
         raise StateError(
@@ -92,8 +107,12 @@ def lock_holder_alive(info: LockInfo) -> bool | None:
 
 def describe_lock(info: LockInfo) -> str:
     age = info.age_seconds()
-    since = f"since {info.created}" + (f" ({format_duration(age)} ago)" if age is not None else "")
-    return f'lock ID {info.id}, pid {info.pid} on host {info.host}, operation "{info.operation}", {since}'
+    # A lock in a shared bucket was written by someone else: nothing in it may drive the terminal.
+    since = f"since {one_line(info.created)}" + (f" ({format_duration(age)} ago)" if age is not None else "")
+    who = f", user {one_line(info.user)}" if info.user else ""
+    tool = f", tuning-reconciler {one_line(info.version)}" if info.version else ""
+    return (f'lock ID {one_line(info.id)}, pid {info.pid} on host {one_line(info.host)}{who}, '
+            f'operation "{one_line(info.operation)}"{tool}, {since}')
 
 
 def held_lock(path: str | os.PathLike[str], lock_id: str) -> LockInfo:

@@ -103,3 +103,15 @@ def test_graph_bench(readme: Path) -> None:
     assert f["independent_plan_seconds"] > 0 and f["chains_plan_seconds"] > 0 and f["ratio"] > 0
     written = section(readme, "graph")
     assert "50 chains of 4" in written and f"{f['ratio']:.2f}x" in written
+
+
+@pytest.mark.slow
+def test_gcs_state_bench(readme: Path) -> None:
+    f = run_quick("gcs_state_bench.py", readme)
+    assert f["correct"] and f["jobs"] == 100
+    assert f["plan_gcs_requests"] == {"lock create": 1, "list": 1, "download": 1, "lock delete": 1}
+    assert f["plan_local_seconds"] > 0 and f["plan_gcs_seconds"] > 0 and f["plan_naive_copy_then_plan_seconds"] > 0
+    assert f["apply_records"] == 200 and f["apply_journal_writes"] < 200 and 1 <= f["apply_state_writes"] <= 4
+    assert f["apply_audit"] == {"jobs": 100, "duplicates": 0, "state_entries": 100, "state_matches_jobs": True}
+    assert f["goals_met"]["state_writes_per_second"]
+    assert "journal writes" in section(readme, "gcs-state")

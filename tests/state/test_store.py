@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import reconciler
 from reconciler.errors import StateError
 from reconciler.state.lock import LockInfo, force_unlock, lock_holder_alive, read_lock
 from reconciler.state.model import State, StateEntry, state_from_json
@@ -594,7 +595,8 @@ def test_lock_file_records_holder(path: Path) -> None:
         assert stat.S_IMODE(store.lock_path.stat().st_mode) == 0o600
         data = json.loads(store.lock_path.read_text())
         assert data == {"id": info.id, "pid": os.getpid(), "host": socket.gethostname(),
-                        "operation": "plan", "created": info.created}
+                        "operation": "plan", "created": info.created, "user": info.user,
+                        "version": reconciler.__version__}
         assert read_lock(path) == info
         assert info.created.endswith("Z") and 0 <= (info.age_seconds() or 0) < 5
     assert not store.lock_path.exists()
