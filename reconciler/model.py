@@ -149,6 +149,10 @@ class DesiredJob:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     source: SourcePos = field(default_factory=lambda: SourcePos("<memory>"))
     api_version: str = V1  # the REST version its manifest's apiVersion selects
+    # The spec's comparable form and its hash, computed once when it is loaded (and kept in the
+    # manifest cache) for a spec without references; None: the planner computes them.
+    normalized: dict | None = field(default=None, compare=False, repr=False)
+    spec_hash: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def parent(self) -> str:

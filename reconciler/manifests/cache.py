@@ -51,6 +51,7 @@ def fingerprint() -> str:
     digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
     here = Path(__file__).resolve().parent
     for path in [schemas_dir() / MANIFEST_SCHEMA_FILE, here.parent / "model.py",
+                 here.parent / "apischema" / "normalize.py",
                  *(here / name for name in _SOURCES), *(here.parent / "graph" / name for name in _GRAPH_SOURCES)]:
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+from reconciler.apischema.normalize import normalize_spec, normalized_hash
 from reconciler.defaults import DEFAULT_MANIFEST_PATH, LOCATION_ENV, PROJECT_ENV
 from reconciler.errors import ManifestError
 from reconciler.graph.graph import build_graph
@@ -148,9 +149,13 @@ def _desired(doc: Document, project: str, location: str) -> DesiredJob:
     if doc.has_aliases:  # aliases share objects; give each job its own
         spec = copy.deepcopy(spec)
     line, column = doc.start
+    # Compared once here (in the worker processes, and then kept in the manifest cache) rather
+    # than by every plan; a spec with references is compared only once they are filled in.
+    normalized = normalize_spec(spec) if not walk_strings(spec) else None
     return DesiredJob(key=data["metadata"]["name"], project=project, location=location,
                       spec=spec, lifecycle=_lifecycle(data.get("lifecycle")),
-                      source=SourcePos(doc.file, line, column), api_version=rest_version(data))
+                      source=SourcePos(doc.file, line, column), api_version=rest_version(data),
+                      normalized=normalized, spec_hash=normalized_hash(normalized) if normalized is not None else None)
 
 
 Where = tuple[str, tuple]  # (address, path in the document)

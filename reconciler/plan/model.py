@@ -3,6 +3,7 @@ display), one `Change` per key, and the problems that stop a plan from being app
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -12,6 +13,32 @@ from reconciler.plan.differ import FieldChange
 from reconciler.plan.live import LiveJob
 
 FORMAT_VERSION = "1.0"
+
+
+class Deferred:
+    """A value computed the first time it is asked for (`change.before()`), and equal to any
+    other holding the same value. The planner defers what only a plan's JSON reads: the
+    comparable form of each live job, which a plan of 10,000 unchanged jobs never shows."""
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make, self._value = make, None
+
+    def __call__(self) -> Any:
+        if self._make is not None:
+            self._value, self._make = self._make(), None
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return self() == (other() if isinstance(other, Deferred) else other)
+
+    def __repr__(self) -> str:
+        return repr(self())
+
+
+def value_of(value: Any) -> Any:
+    return value() if isinstance(value, Deferred) else value
 
 
 class Action(str, Enum):
@@ -162,7 +189,7 @@ class Change:
         out: dict[str, Any] = {
             "address": self.address, "key": self.key, "project": self.project, "location": self.location,
             "action": self.action.value, "reason": self.reason.value, "detail": self.detail,
-            "before": self.before, "after": self.after,
+            "before": value_of(self.before), "after": self.after,
             "job": self.job.to_json() if self.job else None,
             "fieldChanges": [c.to_json() for c in self.field_changes],
             "specHash": self.spec_hash,

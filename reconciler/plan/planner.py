@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import partial
 
 from reconciler.apischema.normalize import normalize_spec, normalized_hash
 from reconciler.graph.graph import Field, build_graph
@@ -31,7 +32,7 @@ from reconciler.plan.inputs import (
     short_name,
 )
 from reconciler.plan.live import LiveJob, LiveView
-from reconciler.plan.model import Action, Change, JobRef, Plan, PlanProblem, Reason
+from reconciler.plan.model import Action, Change, Deferred, JobRef, Plan, PlanProblem, Reason
 from reconciler.state.model import State, StateEntry
 
 
@@ -127,9 +128,17 @@ def _one_address_per_job(changes: list[Change], problems: list[PlanProblem], wan
     return out, problems
 
 
-def _base(d: DesiredJob, normalized: dict) -> dict:
+def _comparable(d: DesiredJob) -> tuple[dict, str]:
+    """The desired spec's comparable form and hash: from loading when it has them."""
+    if d.normalized is not None and d.spec_hash is not None:
+        return d.normalized, d.spec_hash
+    normalized = normalize_spec(d.spec)
+    return normalized, normalized_hash(normalized)
+
+
+def _base(d: DesiredJob, spec_hash: str) -> dict:
     return dict(address=d.address, key=d.key, project=d.project, location=d.location,
-                lifecycle=d.lifecycle, spec_hash=normalized_hash(normalized), api_version=d.api_version)
+                lifecycle=d.lifecycle, spec_hash=spec_hash, api_version=d.api_version)
 
 
 def _untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView,
@@ -168,8 +177,8 @@ def _billed_untracked(d: DesiredJob, entry: StateEntry | None, live: LiveView) -
 
 def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
                   passed_over: frozenset[str] = frozenset(), inputs: tuple = ()) -> tuple[Change, str | None]:
-    after = normalize_spec(d.spec)
-    base = _base(d, after)
+    after, desired_hash = _comparable(d)
+    base = _base(d, desired_hash)
     if inputs:
         base["inputs"] = inputs
 
@@ -216,7 +225,7 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
             detail = f"job {entry.job_name} in state was not found"
         return Change(action=Action.CREATE, reason=Reason.JOB_GONE, detail=detail, after=after, **base), None
 
-    before = normalize_spec(job.raw)
+    before = Deferred(partial(normalize_spec, job.raw))  # only a plan's JSON reads it
     ref = JobRef.of(job)
     if job.spec_label == base["spec_hash"]:
         changes: list[FieldChange] = []
@@ -345,7 +354,7 @@ def _plan_with_inputs(d: DesiredJob, entry: StateEntry | None, live: LiveView, f
 
 
 def _with_spec(d: DesiredJob, spec: dict) -> DesiredJob:
-    return DesiredJob(d.key, d.project, d.location, spec, d.lifecycle, d.source)
+    return replace(d, spec=spec, normalized=None, spec_hash=None)  # the references filled in: compare afresh
 
 
 def _adopted(change: Change, inputs: tuple, live: LiveView) -> tuple:

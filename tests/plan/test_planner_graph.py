@@ -169,3 +169,23 @@ def test_graph_problems_are_plan_problems():
     assert sorted(pr.address for pr in p.problems) == [f"{P}/{L}/a", f"{P}/{L}/b"]
     assert all("reference cycle" in pr.message for pr in p.problems)
     assert all(c.reason is Reason.UPSTREAM_BLOCKED for c in p.changes)
+
+
+def test_a_v1beta1_job_with_references_stays_v1beta1():
+    from dataclasses import replace
+
+    base = job(1, "base", BASE, model=M1)
+    down = replace(desired("down", down_spec()), api_version="v1beta1")
+    state, live = world((base, entry(base, "base")))
+    c = by_key(plan([desired("base", BASE), down], state, live))
+    assert c["down"].action is Action.CREATE and c["down"].api_version == "v1beta1"
+    assert c["down"].after["preTunedModel"]["tunedModelName"] == M1
+
+
+def test_a_spec_compared_at_load_time_gives_the_same_plan():
+    plain, compared = desired("base", BASE), DesiredJob(
+        key="base", project=P, location=L, spec=BASE, normalized=normalize_spec(BASE),
+        spec_hash=normalized_hash(normalize_spec(BASE)))
+    base = job(1, "base", BASE, model=M1)
+    state, live = world((base, entry(base, "base")))
+    assert plan([plain], state, live).to_json() == plan([compared], state, live).to_json()
