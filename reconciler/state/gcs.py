@@ -60,7 +60,15 @@ from reconciler.state.gcs_journal import (
 )
 from reconciler.state.group_commit import GroupCommitter
 from reconciler.state.lock import LockInfo
-from reconciler.state.model import STATE_VERSION, State, StateEntry, apply_change, state_from_json, state_to_dict
+from reconciler.state.model import (
+    STATE_VERSION,
+    State,
+    StateEntry,
+    apply_change,
+    copy_entry,
+    state_from_json,
+    state_to_dict,
+)
 from reconciler.state.recovery import save_recovery
 from reconciler.state.url import GcsObject, workspace_name
 
@@ -306,7 +314,7 @@ class GcsStateStore:
         if entry is not None and entry.address != address:
             raise ValueError(f"entry address {entry.address!r} does not match {address!r}")
         if entry is not None:
-            entry = dataclasses.replace(entry, history=list(entry.history))  # later edits by the caller don't leak in
+            entry = copy_entry(entry)  # later edits by the caller don't leak in
         with self._mutex:
             if self._state is None:
                 raise RuntimeError("GcsStateStore.record() before load()")

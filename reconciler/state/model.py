@@ -48,6 +48,17 @@ class StateEntry:
         return f"{self.project}/{self.location}/{self.key}"
 
 
+def copy_entry(entry: StateEntry) -> StateEntry:
+    """A copy whose lists and maps are its own (the other fields are immutable values). Not
+    dataclasses.replace, which re-runs __init__: copying 10,000 entries that way was a third of
+    loading a state file."""
+    copy = object.__new__(StateEntry)
+    copy.__dict__.update(entry.__dict__)
+    copy.history = list(entry.history)
+    copy.inputs = dict(entry.inputs)
+    return copy
+
+
 def _new_lineage() -> str:
     return str(uuid.uuid4())
 

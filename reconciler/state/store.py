@@ -39,6 +39,7 @@ from reconciler.state.model import (
     State,
     StateEntry,
     apply_change,
+    copy_entry,
     entry_from_dict,
     entry_to_dict,
     state_from_json,
@@ -52,7 +53,7 @@ _LOCK_POLL_SECONDS = 0.1
 
 
 def _copy_entries(entries: dict[str, StateEntry]) -> dict[str, StateEntry]:
-    return {a: dataclasses.replace(e, history=list(e.history)) for a, e in entries.items()}
+    return {a: copy_entry(e) for a, e in entries.items()}
 
 
 def _copy_state(state: State) -> State:
@@ -283,7 +284,7 @@ class StateStore:
         if entry is not None and entry.address != address:
             raise ValueError(f"entry address {entry.address!r} does not match {address!r}")
         if entry is not None:
-            entry = dataclasses.replace(entry, history=list(entry.history))  # later edits by the caller don't leak in
+            entry = copy_entry(entry)  # later edits by the caller don't leak in
         line = json.dumps(
             {"address": address, "entry": entry_to_dict(entry) if entry is not None else None},
             sort_keys=True, separators=(",", ":"), ensure_ascii=False,
