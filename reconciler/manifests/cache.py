@@ -20,12 +20,8 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.files import atomic_write
-from reconciler.manifests.problems import Problem
+from reconciler.manifests.problems import FileCheck, Problem
 from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from reconciler.manifests.loader import FileCheck
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +97,6 @@ class ManifestCache:
 
     def get(self, path: str, text: str, defaults: Defaults) -> FileCheck | None:
         """The file's findings as checked before, or None."""
-        from reconciler.manifests.loader import FileCheck
-
         entry = self._entries.get(path)
         if not isinstance(entry, dict) or entry.get("key") != entry_key(path, text, defaults):
             self.misses += 1

@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -20,7 +20,7 @@ from reconciler.defaults import DEFAULT_MANIFEST_PATH, LOCATION_ENV, PROJECT_ENV
 from reconciler.errors import ManifestError
 from reconciler.graph.graph import build_graph
 from reconciler.graph.references import walk_strings
-from reconciler.manifests.problems import Problem, dotted
+from reconciler.manifests.problems import FileCheck, Problem, Where, dotted
 from reconciler.manifests.validation import check_document, fast_validator, is_manifest, rest_version
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -156,22 +156,6 @@ def _desired(doc: Document, project: str, location: str) -> DesiredJob:
                       spec=spec, lifecycle=_lifecycle(data.get("lifecycle")),
                       source=SourcePos(doc.file, line, column), api_version=rest_version(data),
                       normalized=normalized, spec_hash=normalized_hash(normalized) if normalized is not None else None)
-
-
-Where = tuple[str, tuple]  # (address, path in the document)
-
-
-@dataclass
-class FileCheck:
-    """One file's findings: documents counted, jobs that passed, problems in file order.
-    `positions`: where each string holding `${` stands, for the graph's problems;
-    `failed_keys`: names of documents that failed (references to them are not "unknown")."""
-
-    documents: int
-    jobs: list[DesiredJob]
-    problems: list[Problem]
-    positions: dict[Where, tuple[int, int]] = field(default_factory=dict)
-    failed_keys: set[str] = field(default_factory=set)
 
 
 def check_file(path: str, defaults: Defaults) -> FileCheck:

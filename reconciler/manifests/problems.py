@@ -1,9 +1,12 @@
-"""A finding in a manifest, placed by file, line and column (and field path)."""
+"""Findings in manifests: one `Problem`, placed by file, line and column (and field path), and
+one file's `FileCheck` (what the loader found there, and what the cache keeps of it)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from reconciler.model import DesiredJob
 
 Path = tuple[str | int, ...]
 Positions = Mapping[Path, tuple[int, int]]  # path -> (line, column), both 1-based
@@ -34,3 +37,19 @@ def dotted(path: Path) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+Where = tuple[str, tuple]  # (address, path in the document)
+
+
+@dataclass
+class FileCheck:
+    """One file's findings: documents counted, jobs that passed, problems in file order.
+    `positions`: where each string holding `${` stands, for the graph's problems;
+    `failed_keys`: names of documents that failed (references to them are not "unknown")."""
+
+    documents: int
+    jobs: list[DesiredJob]
+    problems: list[Problem]
+    positions: dict[Where, tuple[int, int]] = field(default_factory=dict)
+    failed_keys: set[str] = field(default_factory=set)
