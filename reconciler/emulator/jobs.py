@@ -88,6 +88,18 @@ class Job:
         (top-level names from a `fields=` selection) skips deriving the bulky parts nobody
         asked for; the response is still cut to the selection afterwards. A v1 answer leaves
         out what v1 does not have (v1beta1's specs and fields, tuningJobState)."""
+        # Rendered once per (selection, version, what changes): a list page of 1,000 unchanged
+        # jobs is then a lookup per job (the emulator stands in for a fast server).
+        key = (wanted, version, self.state, self.tuning_state, self.start_time, self.end_time, self.update_time,
+               id(self.error), id(self.spec), self.model_version, self.endpoint_id)
+        memo = self.__dict__.get("_rendered")  # not a dataclass field: never persisted or compared
+        if memo is not None and memo[0] == key:
+            return dict(memo[1])
+        out = self._render(wanted, version)
+        self.__dict__["_rendered"] = (key, out)
+        return dict(out)
+
+    def _render(self, wanted: Collection[str] | None, version: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         spec = self.spec
         for key in (*_SOURCE_FIELDS, *ALL_TUNING_SPECS):
