@@ -122,3 +122,12 @@ def test_no_cache_flag_neither_reads_nor_writes(tmp_path: Path) -> None:
     assert not default_path().exists()
     assert main(["validate", str(tmp_path / "m")]) == 0
     assert default_path().exists()
+
+
+def test_a_run_with_every_file_unchanged_writes_no_cache(tmp_path: Path) -> None:
+    _write(tmp_path / "m")
+    loader.check([str(tmp_path / "m")], cache=ManifestCache())
+    before = default_path().stat()
+    loader.check([str(tmp_path / "m")], cache=ManifestCache())
+    after = default_path().stat()
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
