@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import httpx
 
+from reconciler import jsonio
 from reconciler.errors import ReconcilerError
+from reconciler.text import shorten, some
 
 # google.rpc.Code numbers (operation errors carry these, HTTP errors carry the HTTP status).
 RPC_CODES: dict[int, str] = {
@@ -48,10 +50,11 @@ class ApiError(ReconcilerError):
         return found
 
     def __str__(self) -> str:
-        text = f"{self.status} ({self.code}): {self.message.strip()}"
+        # What a server says is quoted, not trusted: bounded in length and count.
+        text = f"{shorten(self.status, 80)} ({self.code}): {shorten(self.message.strip(), 2000)}"
         violations = self.field_violations()
         if violations:
-            text += "; " + "; ".join(f"{name}: {why}" for name, why in violations)
+            text += "; " + some((f"{name}: {why}" for name, why in violations), sep="; ")
         if self.context:
             text += f" [{self.context}]"
         return text
@@ -129,9 +132,9 @@ def error_from_response(response: httpx.Response, context: str = "") -> ApiError
     http_code = response.status_code
     fallback_status = HTTP_STATUSES.get(http_code, "UNKNOWN")
     try:
-        payload = response.json()
-    except ValueError:
-        payload = None
+        payload = jsonio.loads(response.content) if response.content else None
+    except jsonio.JsonError:
+        payload = None  # not Google JSON (or nested past reason): described as text below
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
         code = error.get("code")

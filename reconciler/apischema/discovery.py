@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from reconciler import jsonio
 from reconciler.errors import ConfigError
 
 DOCUMENT_RESOURCE = "discovery_cache/documents/aiplatform.v1.json"
@@ -145,7 +146,7 @@ def load_installed_document() -> tuple[dict[str, Any], str]:
         ) from None
     resource = files / DOCUMENT_RESOURCE
     try:
-        doc = json.loads(resource.read_text(encoding="utf-8"))
+        doc = jsonio.loads(resource.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"google-api-python-client {version} does not ship {DOCUMENT_RESOURCE}"
@@ -156,7 +157,7 @@ def load_installed_document() -> tuple[dict[str, Any], str]:
 def load_snapshot(path: Path | None = None) -> dict[str, Any]:
     path = path or snapshot_path()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return jsonio.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"discovery snapshot {path} is missing; run `reconciler schema refresh-discovery`"

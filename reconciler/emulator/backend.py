@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from reconciler import jsonio
 from reconciler.emulator import exceptions as err
 from reconciler.emulator import schema
 from reconciler.emulator.clock import Clock, rfc3339
@@ -416,7 +417,7 @@ class Backend:
     @staticmethod
     def _decode_token(token: str, parent: str, filter_text: str) -> int:
         try:
-            raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            raw = jsonio.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             seq = raw["s"]
             ok = (
                 isinstance(seq, int)
