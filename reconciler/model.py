@@ -112,6 +112,9 @@ class Lifecycle:
     on_base_model_change: str = "retune"  # retune | rebase
     prevent_cancel: bool = False
     ignore_drift: tuple[str, ...] = ()
+    # A tracked job the service no longer returns (404: deleted, history expired): report it
+    # (never bill again unasked), or create it again.
+    on_missing: str = "report"  # report | recreate
 
 
 @dataclass(frozen=True)

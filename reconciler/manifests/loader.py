@@ -156,6 +156,7 @@ def _lifecycle(raw: Mapping[str, Any] | None) -> Lifecycle:
         on_base_model_change=raw.get("onBaseModelChange", default.on_base_model_change),
         prevent_cancel=bool(raw.get("preventCancel", default.prevent_cancel)),
         ignore_drift=tuple(raw.get("ignoreDrift", default.ignore_drift)),
+        on_missing=raw.get("onMissing", default.on_missing),
     )
 
 

@@ -35,7 +35,8 @@ class Action(str, Enum):
 
 class Reason(str, Enum):
     NEW_KEY = "new-key"
-    JOB_GONE = "job-gone"
+    JOB_GONE = "job-gone"  # the tracked job no longer exists: created again (onMissing=recreate)
+    JOB_GONE_REPORTED = "job-gone-reported"  # ... reported, nothing done (onMissing=report)
     SPEC_CHANGED = "spec-changed"
     BASE_MODEL_CHANGED = "base-model-changed"
     WAITING_FOR_ACTIVE = "waiting-for-active-job"
@@ -90,7 +91,8 @@ class Change:
       rebase   before: the SUCCEEDED job; after: the new job's spec (a newer baseModel)
       adopt    before: the untracked labelled job recorded into state; after: desired spec
       forget   before: the finished job, or None if it is gone; after: None
-      no-op    before: the live job; after: desired spec (equal, or the change waits/is refused)
+      no-op    before: the live job; after: desired spec (equal, or the change waits/is refused);
+               for job-gone-reported: before and job None (the tracked job no longer exists)
     `job` is the live job acted on (cancelled, replaced, rebased from, adopted, forgotten).
     """
 
@@ -124,6 +126,7 @@ class Change:
                 "onSpecChange": self.lifecycle.on_spec_change, "onFailure": self.lifecycle.on_failure,
                 "onBaseModelChange": self.lifecycle.on_base_model_change,
                 "preventCancel": self.lifecycle.prevent_cancel,
+                "onMissing": self.lifecycle.on_missing,
             },
         }
         return out
@@ -147,6 +150,7 @@ class Change:
                 on_spec_change=lc.get("onSpecChange", "replace"), on_failure=lc.get("onFailure", "report"),
                 on_base_model_change=lc.get("onBaseModelChange", "retune"),
                 prevent_cancel=bool(lc.get("preventCancel", False)),
+                on_missing=lc.get("onMissing", "report"),
             ),
         )
 
