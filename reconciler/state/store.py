@@ -166,6 +166,8 @@ class StateStore:
 
     def load(self) -> State:
         """The current state, with any leftover journal folded in (and committed if locked)."""
+        if self._lock_info is not None:
+            self._check_backup_path()  # now, not at the first commit after jobs were started
         journal = self._read_journal()  # before the state file: see _fold
         base = self._read_state_file()
         state = _copy_state(base) if base is not None else State()
@@ -411,15 +413,18 @@ class StateStore:
             self._backup()
         atomic_write(self.path, data)
 
-    def _backup(self) -> None:
+    def _check_backup_path(self) -> None:
         try:
             mode = os.stat(self.backup_path).st_mode
         except FileNotFoundError:
-            mode = None
-        if mode is not None and not stat.S_ISREG(mode):
+            return
+        if not stat.S_ISREG(mode):
             # Named here: the error would otherwise blame the state file.
             raise StateError(f"cannot write state backup {self.backup_path}: it is {kind_of_file(mode)}, not a "
                              f"regular file; move it away. {self.path} is unchanged")
+
+    def _backup(self) -> None:
+        self._check_backup_path()
         # A hard link to the current file is an O(1) backup that rename() then keeps alive.
         with contextlib.suppress(OSError):
             if os.path.samefile(self.path, self.backup_path):
