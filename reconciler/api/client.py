@@ -7,6 +7,7 @@ earlier, unanswered attempt may have committed, through the `reconciler-request`
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import ssl
@@ -466,6 +467,10 @@ class TuningClient:
                 response.status_code, "UNKNOWN",
                 f"expected a JSON object ({exc}), got: {snippet(self._scrub(response.text))}", context=context,
             ) from None
+        if b"\\u" in response.content and contains_secret(json.dumps(payload, ensure_ascii=False)):
+            # ... also when spelt with \u escapes (rare in real answers: only then is this paid for)
+            raise MalformedResponseError(f"malformed answer to {context}: it quotes this tool's own access "
+                                         "token; refused")
         if not isinstance(payload, dict):
             raise make_api_error(
                 response.status_code, "UNKNOWN",

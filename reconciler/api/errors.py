@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from reconciler import jsonio
+from reconciler.redact import redact
 from reconciler.errors import ReconcilerError
 from reconciler.text import shorten, some
 
@@ -57,7 +58,7 @@ class ApiError(ReconcilerError):
             text += "; " + some((f"{name}: {why}" for name, why in violations), sep="; ")
         if self.context:
             text += f" [{self.context}]"
-        return text
+        return redact(text)  # details and status are the server's words too
 
 
 class NotFoundError(ApiError):
@@ -128,11 +129,12 @@ def snippet(text: str, limit: int = 200) -> str:
 
 
 def error_from_response(response: httpx.Response, context: str = "") -> ApiError:
-    """Parse Google's JSON error body; anything else still gives a readable ApiError."""
+    """Parse Google's JSON error body; anything else still gives a readable ApiError. Our own
+    credentials are redacted from all of it first (a server may echo the request back)."""
     http_code = response.status_code
     fallback_status = HTTP_STATUSES.get(http_code, "UNKNOWN")
     try:
-        payload = jsonio.loads(response.content) if response.content else None
+        payload = jsonio.loads(redact(response.content.decode("utf-8", "replace"))) if response.content else None
     except jsonio.JsonError:
         payload = None  # not Google JSON (or nested past reason): described as text below
     error = payload.get("error") if isinstance(payload, dict) else None
@@ -142,12 +144,12 @@ def error_from_response(response: httpx.Response, context: str = "") -> ApiError
         details = error.get("details")
         return make_api_error(
             code if isinstance(code, int) else http_code,
-            status if isinstance(status, str) and status else fallback_status,
-            str(error.get("message") or response.reason_phrase or "no message"),
+            redact(status) if isinstance(status, str) and status else fallback_status,
+            redact(str(error.get("message") or response.reason_phrase or "no message")),
             details if isinstance(details, list) else [],
             context=context,
         )
-    body = snippet(response.text) if response.content else ""
+    body = snippet(redact(response.text)) if response.content else ""
     message = f"HTTP {http_code} {response.reason_phrase} with a non-JSON body"
     return make_api_error(http_code, fallback_status, message + (f": {body}" if body else ""), context=context)
 
