@@ -52,7 +52,7 @@ class ApiError(ReconcilerError):
 
     def __str__(self) -> str:
         # What a server says is quoted, not trusted: bounded in length and count.
-        text = f"{shorten(self.status, 80)} ({self.code}): {shorten(self.message.strip(), 2000)}"
+        text = f"{shorten(self.status, 80)} ({self.code}): {shorten(self.message.strip(), 1000)}"
         violations = self.field_violations()
         if violations:
             text += "; " + some((f"{name}: {why}" for name, why in violations), sep="; ")

@@ -613,6 +613,22 @@ class Backend:
             self._changed()
             return job.resource()
 
+    def expire(self, name_or_id: str) -> None:
+        """The job disappears as when its history expires: get answers 404, list leaves it out.
+        (Tests only: the API has no delete for tuning jobs.)"""
+        with self.lock:
+            job = self._by_name_or_id(name_or_id)
+            del self.jobs[job.name]
+            index = self._parents[(job.project, job.location)]
+            index.jobs.remove(job)
+            for pair in job.labels.items():
+                index.by_label[pair].remove(job)
+            if self._models.get(job.model_id) is job:
+                del self._models[job.model_id]
+            for op in self._ops_by_job.pop(job.name, []):
+                self.operations.pop(op, None)
+            self._changed()
+
     def _force(self, job: Job, state: str, now: float) -> None:
         job.generation += 1
         if state == "JOB_STATE_CANCELLING":
