@@ -57,7 +57,8 @@ def read_regular(path: str | os.PathLike[str], limit: int = MAX_READ_BYTES, head
     if head:
         return data[:limit]
     if len(data) > limit:
-        raise OSError(errno.EFBIG, f"larger than {limit // (1024 * 1024)} MiB; refused", os.fspath(path))
+        size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
+        raise OSError(errno.EFBIG, f"larger than {size}; refused", os.fspath(path))
     return data
 
 

@@ -36,8 +36,11 @@ def is_saved_plan(path: str) -> bool:
         if read_regular(path, 64, head=True).lstrip()[:1] != b"{":  # a peek: manifests are YAML
             return False
         data = jsonio.loads(read_regular(path))
-    except (OSError, ValueError):
+    except OSError:
         return False
+    except ValueError:
+        # A damaged plan file is still one: say what is wrong with it, not with its YAML.
+        return os.path.splitext(path)[1] in (".plan", ".json")
     return isinstance(data, dict) and data.get("kind") == KIND
 
 

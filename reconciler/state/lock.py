@@ -56,13 +56,17 @@ def read_lock(path: str | os.PathLike[str]) -> LockInfo | None:
     """The current lock on state file `path`, or None when it is not locked."""
     lock_path = lock_path_for(path)
     try:
-        text = read_regular(lock_path, limit=64 * 1024)
+        text = read_regular(lock_path, limit=1024 * 1024)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StateError(f"cannot read lock file {lock_path}: {exc.strerror or exc}") from None
     try:
         data = jsonio.loads(text)
+    except jsonio.JsonError as exc:
+        raise StateError(f"lock file {lock_path} exists but is not a valid lock record ({exc}); if no "
+                         "reconciler is running, delete it by hand") from None
+    try:
         return LockInfo(
             id=str(data["id"]),
             pid=int(data["pid"]),
