@@ -64,8 +64,8 @@ def read_lock(path: str | os.PathLike[str]) -> LockInfo | None:
     try:
         data = jsonio.loads(text)
     except jsonio.JsonError as exc:
-        raise StateError(f"lock file {lock_path} exists but is not a valid lock record ({exc}); if no "
-                         "reconciler is running, delete it by hand") from None
+        raise StateError(f"lock file {lock_path} exists but is not a valid lock record; if no reconciler "
+                         f"is running, delete it by hand ({exc})") from None
     try:
         return LockInfo(
             id=str(data["id"]),
