@@ -125,8 +125,12 @@ def find_files(paths: Sequence[str] | None) -> tuple[list[str], list[Problem]]:
                 add(str(file))
         elif target.is_file():
             add(given)
-        elif target.exists():
-            problems.append(Problem(given, 0, 0, "", "not a regular file or directory"))
+        elif target.exists() or os.path.islink(given):
+            try:
+                why = f"not a regular file or directory: it is {kind_of_file(os.stat(given).st_mode)}"
+            except OSError:
+                why = _unreadable(given) or "cannot read it"
+            problems.append(Problem(given, 0, 0, "", why))
         else:
             problems.append(Problem(given, 0, 0, "", "no such file or directory"))
     return found, problems

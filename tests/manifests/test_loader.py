@@ -252,7 +252,7 @@ def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
 
 
 def test_special_files_are_not_read() -> None:
-    assert problems(["/dev/null"]) == ["/dev/null: not a regular file or directory"]
+    assert problems(["/dev/null"]) == ["/dev/null: not a regular file or directory: it is a character device"]
 
 
 def test_default_path_is_manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
