@@ -102,6 +102,9 @@ def _redacted_output(verbose: int) -> Iterator[None]:
 
     from reconciler import redact
 
+    if isinstance(sys.stdout, redact.RedactingStream):
+        yield  # a run inside a run (the demo): the outer one has set all this up
+        return
     redact.forget_all()  # a new run: only its own credentials count
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = redact.RedactingStream(stdout), redact.RedactingStream(stderr)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from reconciler import jsonio, redact
+from reconciler.api.deadline import install as install_deadline
 from reconciler.api.deadline import with_deadline
 from reconciler.api.endpoints import is_emulator_endpoint
 from reconciler.errors import ConfigError, ReconcilerError
@@ -92,7 +93,7 @@ class _HttpxAuthRequest:
     (proxies, CA bundle) as API calls and needs no `requests` dependency."""
 
     def __init__(self, timeout: float) -> None:
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = install_deadline(httpx.Client(timeout=timeout, follow_redirects=False))
         self._timeout = timeout
 
     def __call__(
