@@ -235,6 +235,7 @@ def _tagged(field: str, tag: str, value: str) -> str:
     return text.replace("    hyperParameters:", f"    {field}: {tag} {quoted}\n    hyperParameters:")
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tag=st.sampled_from(CORE_TAGS), value=_tag_values, field=st.sampled_from(["x", "trainingDatasetUri"]))
 def test_core_tags_with_any_value_give_positions_not_tracebacks(fuzz_dir, capsys, tag, value, field):
