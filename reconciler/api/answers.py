@@ -107,8 +107,9 @@ class Owners:
     id cannot be known offline. So for a request by id, a name may carry the id itself or a
     number; the first number seen for an id is pinned, and a later answer naming another
     number for the same id is refused (jobs of two projects in answers about one). A request
-    by number must get that number back; the location must always match. Thread-safe; one per
-    client, so the pin holds across the pages and calls of one run."""
+    by number must get that number back; the location must always match. The number state
+    recorded for an id (`pin`) counts as seen. Thread-safe; one per client, so the pin holds
+    across the pages and calls of one run."""
 
     def __init__(self) -> None:
         self._numbers: dict[str, str] = {}
@@ -117,6 +118,11 @@ class Owners:
     def number_of(self, project: str) -> str | None:
         with self._lock:
             return self._numbers.get(project)
+
+    def pin(self, project: str, number: str) -> None:
+        if not project.isdigit() and number.isdigit():
+            with self._lock:
+                self._numbers.setdefault(project, number)
 
     def check(self, name: object, parent: str, where: str) -> None:
         if not isinstance(name, str) or not JOB.match(name):
@@ -136,8 +142,8 @@ class Owners:
             known = self._numbers.setdefault(project, got_project)
         if known != got_project:
             raise MalformedResponseError(
-                f"{where}.name: {shown} carries project number {got_project}, but earlier answers about "
-                f"project {project} carried {known}: jobs of two projects in answers about one")
+                f"{where}.name: {shown} carries project number {got_project}, but project {project}'s jobs "
+                f"carried {known} (in earlier answers, or as state recorded them): jobs of two projects")
 
 
 def page_size_param(page_size: int | None) -> dict[str, str]:

@@ -206,6 +206,10 @@ class TuningClient:
             recover=lambda budget: self._find_rebase_operation(parent, request_id, budget),
         )
 
+    def expect_project_number(self, project: str, number: str) -> None:
+        """Answers about project id `project` must name its jobs by `number` (what state recorded)."""
+        self._owners.pin(project, number)
+
     def find_job_by_request(self, parent: str, request_id: str) -> dict | None:
         """The job created with this request id, if any. The server-side filter narrows the
         list; the label is checked here as well since server filtering may be inexact."""

@@ -135,6 +135,21 @@ def test_a_list_by_number_must_name_that_number(server, tmp_path, capsys):
     assert_refused(plan(capsys, tmp_path, project=f"\"{NUMBER}\""), "belongs to project 987654321098", f"not {NUMBER}")
 
 
+def test_a_list_naming_another_number_than_state_recorded_is_malformed(server, tmp_path, capsys):
+    """One number throughout the answer, but not the one state's jobs of that project carry."""
+    from reconciler.state.model import StateEntry
+    from reconciler.state.store import StateStore
+
+    store = StateStore(tmp_path / "s.json")
+    with store.lock("test"):
+        store.load()
+        store.record(StateEntry("alpha", PROJECT, LOCATION, f"projects/{NUMBER}/locations/{LOCATION}/tuningJobs/1",
+                                "h", "JOB_STATE_SUCCEEDED"), f"{PROJECT}/{LOCATION}/alpha")
+        store.commit()
+    server.script = _pages([labelled(f"projects/987654321098/locations/{LOCATION}/tuningJobs/7", "beta")])
+    assert_refused(plan(capsys, tmp_path, ["alpha", "beta"]), "987654321098", f"carried {NUMBER}", "state")
+
+
 def test_one_number_for_the_project_id_throughout_is_accepted(server, tmp_path, capsys):
     """Vertex names jobs by number when asked by id: that is no reason to refuse."""
     server.script = _pages([labelled(f"projects/{NUMBER}/locations/{LOCATION}/tuningJobs/7", "alpha")],
