@@ -215,10 +215,14 @@ def _out_of_band_items(state: State, live: LiveView, wanted: dict[str, DesiredJo
         job = live.job(entry.job_name)
         if job is None:
             if live.gone(entry.job_name):
-                recreate = desired is not None and desired.lifecycle.on_missing == "recreate"
-                items.append(DriftItem(kind="gone", detail="the job in state no longer exists (404); " + (
-                    "the next apply creates it again (onMissing=recreate)" if recreate else
-                    "nothing is done about it (onMissing=report)"), state=entry.job_state, **base))
+                if desired is None:
+                    then = "its key left the manifests: the next apply forgets it"
+                elif desired.lifecycle.on_missing == "recreate":
+                    then = "the next apply creates it again (onMissing=recreate)"
+                else:
+                    then = "nothing is done about it (onMissing=report)"
+                items.append(DriftItem(kind="gone", detail=f"the job in state no longer exists (404); {then}",
+                                       state=entry.job_state, **base))
             continue
         base["state"] = job.state
         if labels_changed(job, entry.key, entry.imported):

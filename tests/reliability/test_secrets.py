@@ -232,8 +232,8 @@ def _error(http: int, **fields: Callable[[str], object]) -> Callable[[str], Call
                                                      "message": "no", **{k: f(t) for k, f in fields.items()}}}))
 
 
-def _on_list(body: Callable[[str], dict],
-             other: Callable[[str], Answer] = lambda t: Answer(200, {})) -> Callable[[str], Callable[[Request], Answer]]:
+def _on_list(body: Callable[[str], dict], other: Callable[[str], Answer] = lambda t: Answer(200, {})
+             ) -> Callable[[str], Callable[[Request], Answer]]:
     return lambda t: lambda request: (Answer(200, body(t)) if request.method == "GET"
                                       and request.path.endswith("/tuningJobs") else other(t))
 
