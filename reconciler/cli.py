@@ -3,14 +3,22 @@
 Each subcommand is a module of `reconciler/commands/` with `HELP: str`,
 `add_arguments(parser)` and `run(args) -> int`; it parses nothing else, and imports what it
 runs inside `run`, so that `--help` stays fast. Expected errors (`ReconcilerError`, OSError on
-a path the user gave) become `Error: message` and exit 1; Ctrl-C exits 130.
+a path the user gave) become `Error: message` and exit 1; Ctrl-C exits 130, SIGTERM (what CI
+sends a cancelled job) is handled as Ctrl-C and exits 143.
+
+The terminal edge is here too: stdout, stderr and log lines pass through the redaction of
+this run's own credentials (`reconciler.redact`), whatever a server echoed back.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from reconciler import __version__
@@ -70,6 +78,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: handled exactly as Ctrl-C (apply stops starting work, records what is under
+    way, folds its journal and releases the lock), then exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (the demo's inner runs)
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _redacted_output(verbose: int) -> Iterator[None]:
+    """stdout, stderr and logging with this run's credentials redacted."""
+    import logging  # after parsing: --help and usage errors never need it
+
+    from reconciler import redact
+
+    if isinstance(sys.stdout, redact.RedactingStream):
+        yield  # a run inside a run (the demo): the outer one has set all this up
+        return
+    redact.forget_all()  # a new run: only its own credentials count
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = redact.RedactingStream(stdout), redact.RedactingStream(stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(redact.RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING - 10 * min(verbose, 2))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _error(message: object) -> None:
+    from reconciler.text import cap_message
+
+    print(f"Error: {cap_message(str(message))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -78,26 +140,23 @@ def main(argv: list[str] | None = None) -> int:
         args.paths = [*(args.paths or []), *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    import logging  # after parsing: --help and usage errors never need it
-
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return int(args._run(args))
-    except ReconcilerError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 1
-    except OSError as exc:  # a path the user gave: unwritable, missing, a directory ...
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+    with _redacted_output(args.verbose), _sigterm_as_interrupt():
+        try:
+            return int(args._run(args))
+        except ReconcilerError as exc:
+            _error(exc)
+            return 1
+        except Terminated:
+            print("Terminated.", file=sys.stderr)
+            return 143
+        except KeyboardInterrupt:
+            print("Interrupted.", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            return 1
+        except OSError as exc:  # a path the user gave: unwritable, missing, a directory ...
+            _error(exc)
+            return 1
 
 
 if __name__ == "__main__":

@@ -136,6 +136,9 @@ class Lifecycle:
     prevent_cancel: bool = False
     ignore_drift: tuple[str, ...] = ()
     on_upstream_change: str = "retune"  # retune | keep (a job built from another job's output)
+    # A tracked job the service no longer returns (404: deleted, history expired): report it
+    # (never bill again unasked), or create it again.
+    on_missing: str = "report"  # report | recreate
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,39 @@ def one_line(text: Any) -> str:
     return clean(text).replace("\r", "\\r").replace("\n", "\\n")
 
 
+# What one message may quote: a value from a manifest or a server is cut, a list of names is
+# shortened to its first few (a location's 200,000 jobs once made one 14 MB line).
+MAX_QUOTED_CHARS = 200
+MAX_LISTED = 10
+MAX_LINE_CHARS = 4_000
+MAX_MESSAGE_LINES = 1_000
+
+
+def shorten(text: Any, limit: int = MAX_QUOTED_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how many more there were."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def some(items: Iterable[Any], limit: int = MAX_LISTED, sep: str = ", ") -> str:
+    """The first `limit` items joined, then `... and N more`; each item shortened."""
+    items = list(items)
+    shown = sep.join(shorten(i) for i in items[:limit])
+    return shown + (f" ... and {len(items) - limit:,} more" if len(items) > limit else "")
+
+
+def cap_message(message: str) -> str:
+    """A last bound on one message at the output edge: long lines cut, and at most
+    MAX_MESSAGE_LINES lines (whatever built the message forgot to bound)."""
+    lines = message.split("\n")
+    out = [shorten(line, MAX_LINE_CHARS) for line in lines[:MAX_MESSAGE_LINES]]
+    if len(lines) > MAX_MESSAGE_LINES:
+        out.append(f"... and {len(lines) - MAX_MESSAGE_LINES:,} more lines")
+    return "\n".join(out)
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 

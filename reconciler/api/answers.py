@@ -4,6 +4,7 @@ MalformedResponseError, never a guess (a running job taken for finished bills tw
 from __future__ import annotations
 
 import re
+import threading
 
 import httpx
 
@@ -14,6 +15,12 @@ from reconciler.model import JOB_STATES, short_state
 _JOB_TIMES = ("createTime", "updateTime", "startTime", "endTime")
 # A list page of 1,000 jobs is a few MB; anything near this is a broken or hostile server.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# More jobs than any project+location holds (quotas allow ~60 submissions a minute): a list
+# that goes on past this is a server that never stops paging.
+MAX_LISTED_ITEMS = 1_000_000
+DEFAULT_PAGE_SIZE = 100  # what Google APIs commonly serve when no pageSize is asked for
+# Fields a list answer may have: one with none of them (and not `{}`) is not a list answer.
+LIST_FIELDS = ("nextPageToken", "unreachable")
 
 
 def kind_of(value: object) -> str:
@@ -69,7 +76,18 @@ def _selected(fields: str | None, name: str) -> bool:
     return fields is None or re.search(rf"[(,]{name}[,)]", fields) is not None
 
 
+def max_pages(page_size: int | None) -> int:
+    """How many pages one list may take: MAX_LISTED_ITEMS at the page size asked for (or the
+    usual default), so that a server handing out endless page tokens is stopped."""
+    return -(-MAX_LISTED_ITEMS // (page_size or DEFAULT_PAGE_SIZE)) + 1
+
+
 def check_page(page: dict, key: str, where: str, fields: str | None = None) -> list:
+    """The items of one list page. `{}` is an empty page (proto3 JSON leaves out empty
+    lists); an object with none of a list answer's fields is not a list answer at all."""
+    if page and key not in page and not any(f in page for f in LIST_FIELDS):
+        raise MalformedResponseError(f"{where}: not a list answer: it has no `{key}` and no `nextPageToken` "
+                                     f"(fields: {snippet(', '.join(map(str, page)), 120)})")
     items = page.get(key, [])
     if not isinstance(items, list):
         raise MalformedResponseError(f"{where}: {key}: expected a list, got {kind_of(items)}")
@@ -85,6 +103,52 @@ def check_page(page: dict, key: str, where: str, fields: str | None = None) -> l
     return items
 
 
+class Owners:
+    """Checks that a job named in an answer belongs to the project and location asked about.
+
+    Vertex names jobs by project *number* even when asked by project id, and the number of an
+    id cannot be known offline. So for a request by id, a name may carry the id itself or a
+    number; the first number seen for an id is pinned, and a later answer naming another
+    number for the same id is refused (jobs of two projects in answers about one). A request
+    by number must get that number back; the location must always match. The number state
+    recorded for an id (`pin`) counts as seen. Thread-safe; one per client, so the pin holds
+    across the pages and calls of one run."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def number_of(self, project: str) -> str | None:
+        with self._lock:
+            return self._numbers.get(project)
+
+    def pin(self, project: str, number: str) -> None:
+        if not project.isdigit() and number.isdigit():
+            with self._lock:
+                self._numbers.setdefault(project, number)
+
+    def check(self, name: object, parent: str, where: str) -> None:
+        if not isinstance(name, str) or not JOB.match(name):
+            return  # not selected (partial response); its shape is checked elsewhere
+        _, project, _, location = parent.split("/")
+        _, got_project, _, got_location, _, _ = name.split("/")
+        shown = snippet(name, 200)
+        if got_location != location:
+            raise MalformedResponseError(f"{where}.name: {shown} is in location {snippet(got_location, 80)}, "
+                                         f"not {location} (the one asked about)")
+        if got_project == project:
+            return
+        if project.isdigit() or not got_project.isdigit():
+            raise MalformedResponseError(f"{where}.name: {shown} belongs to project {snippet(got_project, 80)}, "
+                                         f"not {project} (the one asked about)")
+        with self._lock:
+            known = self._numbers.setdefault(project, got_project)
+        if known != got_project:
+            raise MalformedResponseError(
+                f"{where}.name: {shown} carries project number {got_project}, but project {project}'s jobs "
+                f"carried {known} (in earlier answers, or as state recorded them): jobs of two projects")
+
+
 def page_size_param(page_size: int | None) -> dict[str, str]:
     """The pageSize query parameter of a list call ({} for the server's default)."""
     if page_size is None:
@@ -97,7 +161,8 @@ def page_size_param(page_size: int | None) -> dict[str, str]:
 
 
 def read_bounded(response: httpx.Response, context: str, limit: int | None = None) -> httpx.Response:
-    """Read a streamed answer whole, refusing one over `limit` bytes instead of exhausting memory."""
+    """Read a streamed answer whole, refusing one over `limit` bytes instead of exhausting
+    memory. (Its time is bounded by the request's deadline: `api/deadline.py`.)"""
     limit = MAX_RESPONSE_BYTES if limit is None else limit
     chunks: list[bytes] = []
     size = 0

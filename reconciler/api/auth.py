@@ -13,8 +13,12 @@ from typing import Any, Protocol
 
 import httpx
 
+from reconciler import jsonio, redact
+from reconciler.api.deadline import install as install_deadline
+from reconciler.api.deadline import with_deadline
 from reconciler.api.endpoints import is_emulator_endpoint
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.files import read_regular
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ENV_ACCESS_TOKEN = "RECONCILER_ACCESS_TOKEN"
@@ -40,16 +44,27 @@ class Credentials(Protocol):
         ...
 
 
+def check_token(token: object, what: str) -> None:
+    """A bearer token travels in an HTTP header: printable ASCII without spaces. (A newline
+    would be header injection; a non-ASCII one cannot be sent at all.)"""
+    if not isinstance(token, str) or not token:
+        raise ConfigError(f"{what} is empty")
+    if not token.isascii():
+        raise ConfigError(f"{what} contains non-ASCII characters; a bearer token is ASCII "
+                          "(was it copied with a typographic quote or dash?)")
+    if any(c.isspace() for c in token) or not token.isprintable():
+        raise ConfigError(f"{what} contains whitespace or control characters")
+
+
 class StaticToken:
     """A fixed bearer token (the emulator, or tests)."""
 
     __slots__ = ("_token",)
 
     def __init__(self, token: str) -> None:
-        if not token or any(c.isspace() for c in token) or not token.isprintable():
-            # A newline here would be header injection; whitespace is never part of a token.
-            raise ConfigError("the access token is empty or contains whitespace or control characters")
+        check_token(token, f"the access token (${ENV_ACCESS_TOKEN})")
         self._token = token
+        redact.remember(token)
 
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._token}"}
@@ -78,7 +93,7 @@ class _HttpxAuthRequest:
     (proxies, CA bundle) as API calls and needs no `requests` dependency."""
 
     def __init__(self, timeout: float) -> None:
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = install_deadline(httpx.Client(timeout=timeout, follow_redirects=False))
         self._timeout = timeout
 
     def __call__(
@@ -93,11 +108,19 @@ class _HttpxAuthRequest:
         from google.auth import exceptions
 
         try:
-            response = self._client.request(
-                method, url, content=body, headers=dict(headers or {}), timeout=timeout or self._timeout
-            )
+            with with_deadline(timeout or self._timeout):
+                response = self._client.request(
+                    method, url, content=body, headers=dict(headers or {}), timeout=timeout or self._timeout
+                )
         except httpx.HTTPError as exc:
             raise exceptions.TransportError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            # google-auth parses the answer with json.loads: bound its nesting first.
+            if response.content:
+                jsonio.loads(response.content)
+        except jsonio.JsonError as exc:
+            if response.is_success:
+                raise exceptions.TransportError(f"malformed answer from the token endpoint: {exc}") from None
         return _HttpxAuthResponse(response)
 
     def close(self) -> None:
@@ -121,6 +144,7 @@ class GoogleCredentials:
         import google.auth
         from google.auth import exceptions
 
+        _check_credentials_file()
         try:
             credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
         except exceptions.DefaultCredentialsError as exc:
@@ -148,6 +172,11 @@ class GoogleCredentials:
                 raise AuthError(f"could not obtain a Google access token: {exc}") from None
             headers: dict[str, str] = {}
             creds.apply(headers)  # authorization, and x-goog-user-project when a quota project is set
+            redact.remember(getattr(creds, "token", None))
+            for name, value in headers.items():
+                if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+                    raise AuthError(f"the Google credentials gave a {name} header that cannot be sent "
+                                    "(not printable ASCII)")
             return headers
 
     def invalidate(self) -> bool:
@@ -169,6 +198,29 @@ class GoogleCredentials:
     def __repr__(self) -> str:
         kind = type(self._credentials).__module__ if self._credentials is not None else "unloaded"
         return f"GoogleCredentials({kind})"
+
+
+def _check_credentials_file() -> None:
+    """Read the credentials file google-auth is about to read, through the tool's own reader
+    first: a FIFO there would block google-auth's open(), deep nesting crash its json.load."""
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not path:
+        try:
+            from google.auth import _cloud_sdk
+
+            path = _cloud_sdk.get_application_default_credentials_path()
+        except Exception:  # noqa: BLE001 - no gcloud configuration at all: google-auth says so
+            return
+        if not os.path.exists(path):
+            return
+    try:
+        jsonio.loads(read_regular(path, limit=1024 * 1024))
+    except FileNotFoundError:
+        return  # google-auth reports a missing explicit file in its own words
+    except OSError as exc:
+        raise ConfigError(f"cannot read Google credentials file {path}: {exc.strerror or exc}") from None
+    except jsonio.JsonError as exc:
+        raise ConfigError(f"Google credentials file {path} is not valid: {exc}") from None
 
 
 def credentials_for(

@@ -7,6 +7,7 @@ earlier, unanswered attempt may have committed, through the `reconciler-request`
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import ssl
@@ -18,12 +19,22 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from reconciler import __version__
-from reconciler.api.answers import check_page, check_tuning_job, page_size_param, read_bounded
+from reconciler import __version__, jsonio
+from reconciler.api import deadline
+from reconciler.api.answers import (
+    MAX_LISTED_ITEMS,
+    Owners,
+    check_page,
+    check_tuning_job,
+    max_pages,
+    page_size_param,
+    read_bounded,
+)
 from reconciler.api.auth import Credentials, credentials_for
 from reconciler.api.endpoints import base_url_for, endpoint_override, is_emulator_endpoint
 from reconciler.api.errors import (
     ApiError,
+    MalformedResponseError,
     NotFoundError,
     OperationTimeoutError,
     TransportError,
@@ -36,6 +47,7 @@ from reconciler.api.names import JOB, OPERATION, PARENT, check, check_request_id
 from reconciler.api.retry import RETRYABLE_STATUSES, RetryBudget, RetryPolicy, parse_retry_after
 from reconciler.errors import ReconcilerError
 from reconciler.model import REQUEST_LABEL, V1, V1BETA1
+from reconciler.redact import contains_secret, redact
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +70,7 @@ class ClientOptions:
     # only ~5 s of a 60 s budget. Unreachable servers still fail fast (max_connect_attempts).
     max_attempts: int = 16
     max_retry_seconds: float = 60.0
-    timeout: float = 60.0  # per HTTP request
+    timeout: float = 60.0  # per HTTP request, in total (a server trickling bytes cannot stretch it)
     access_token: str | None = field(default=None, repr=False)  # explicit static token (tests)
     initial_backoff: float = 0.5
     max_backoff: float = 10.0
@@ -91,6 +103,7 @@ class TuningClient:
         self._throttle_callbacks: list[ThrottleCallback] = []
         self._rng = random.Random()
         self._closed = False
+        self._owners = Owners()  # the project number each project id's jobs carry
 
     # ---- lifecycle
 
@@ -141,12 +154,14 @@ class TuningClient:
         if fields:
             params["fields"] = fields
         return self._paginate("list", parent, f"{parent}/tuningJobs", {**params, **page_size_param(page_size)},
-                              "tuningJobs", version=_version(api_version))
+                              "tuningJobs", version=_version(api_version), owner=parent)
 
     def get_job(self, name: str, api_version: str = API_VERSION) -> dict:
         check(JOB, name, "tuning job name")
-        return check_tuning_job(self._call("get", "GET", name, name, version=_version(api_version)),
-                                f"malformed answer to GET {name}: job")
+        where = f"malformed answer to GET {name}: job"
+        job = check_tuning_job(self._call("get", "GET", name, name, version=_version(api_version)), where)
+        self._check_same_job(job["name"], name, where)
+        return job
 
     def create_job(self, parent: str, body: dict, request_id: str, api_version: str = API_VERSION) -> dict:
         """Create a job labelled `reconciler-request: request_id`, exactly once.
@@ -169,7 +184,10 @@ class TuningClient:
             version=version,
         )
         # A create that committed but answered nonsense is found again by its request label.
-        return check_tuning_job(job, f"malformed answer to POST {parent}/tuningJobs: job")
+        where = f"malformed answer to POST {parent}/tuningJobs: job"
+        check_tuning_job(job, where)
+        self._owners.check(job["name"], parent, where)
+        return job
 
     def cancel_job(self, name: str, api_version: str = API_VERSION) -> None:
         check(JOB, name, "tuning job name")
@@ -192,6 +210,10 @@ class TuningClient:
             recover=lambda budget: self._find_rebase_operation(parent, request_id, budget, version),
             version=version,
         )
+
+    def expect_project_number(self, project: str, number: str) -> None:
+        """Answers about project id `project` must name its jobs by `number` (what state recorded)."""
+        self._owners.pin(project, number)
 
     def find_job_by_request(self, parent: str, request_id: str, api_version: str = API_VERSION) -> dict | None:
         """The job created with this request id, if any. The server-side filter narrows the
@@ -270,10 +292,18 @@ class TuningClient:
 
     # ---- plumbing
 
+    def _check_same_job(self, got: str, asked: str, where: str) -> None:
+        """A get must answer with the job asked for (its project may come back as the number)."""
+        parent, _, job_id = asked.rpartition("/tuningJobs/")
+        self._owners.check(got, parent, where)
+        if got.rsplit("/", 1)[-1] != job_id:
+            raise MalformedResponseError(f"{where}.name: {snippet(got, 200)} is not the job asked for ({asked})")
+
     def _find_job(self, parent: str, request_id: str, budget: RetryBudget | None,
                   version: str = API_VERSION) -> dict | None:
         params = {"filter": request_filter(request_id)}
-        for job in self._paginate("list", parent, f"{parent}/tuningJobs", params, "tuningJobs", budget, version):
+        for job in self._paginate("list", parent, f"{parent}/tuningJobs", params, "tuningJobs", budget, version,
+                                  owner=parent):
             if (job.get("labels") or {}).get(REQUEST_LABEL) == request_id:
                 return job
         return None
@@ -319,7 +349,7 @@ class TuningClient:
                     trust_env=not is_emulator_endpoint(base),
                     # verify is left at its default (True): TLS checks are never turned off.
                 )
-                self._http[base] = client
+                self._http[base] = deadline.install(client)
             return client
 
     def _send(self, op: str, method: str, resource: str, path: str,
@@ -331,16 +361,15 @@ class TuningClient:
             self._counts[op] += 1
         started = time.monotonic()
         request = client.build_request(method, f"/{version}/{path}", params=params, json=body, headers=headers)
-        response = read_bounded(client.send(request, stream=True), f"{method} {path}")
+        with deadline.with_deadline(self._options.timeout):
+            response = read_bounded(client.send(request, stream=True), f"{method} {path}")
         log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000)
         return response
 
     def _scrub(self, text: str) -> str:
-        for secret in self._credentials.secrets():
-            # Real tokens are long; scrubbing a 1-letter test token would shred every message.
-            if secret and len(secret) >= 8:
-                text = text.replace(secret, "<redacted>")
-        return text
+        """Our credentials out of a message (the output edges redact again: this keeps them out
+        of the exception objects themselves)."""
+        return redact(text)
 
     def _throttled(self, retry_after: float | None) -> None:
         with self._lock:
@@ -388,9 +417,10 @@ class TuningClient:
             else:
                 unreachable = 0
                 if response.is_success:
-                    return self._json(response, context)
+                    return self._json(response, context, allow_empty=op not in ("list", "list_operations"))
                 error = error_from_response(response, context)
                 error.message = self._scrub(error.message)
+                error.status = self._scrub(error.status)
                 if response.status_code == 401 and not auth_retried and self._credentials.invalidate():
                     auth_retried = True  # an expired or revoked token: refresh once and try again
                     continue
@@ -431,13 +461,30 @@ class TuningClient:
         except TransportError as exc:
             raise TransportError(f"{exc}; while looking for the result of an unanswered {context}") from None
 
-    def _json(self, response: httpx.Response, context: str) -> dict:
+    def _json(self, response: httpx.Response, context: str, allow_empty: bool = True) -> dict:
+        """A 2xx answer's JSON object. An empty body is `{}` (cancel answers so), except where
+        the API always answers with content (a list): there it is a malformed answer."""
         if not response.content:
-            return {}
+            if allow_empty:
+                return {}
+            raise MalformedResponseError(f"malformed answer to {context}: empty (HTTP {response.status_code} "
+                                         "with no body); a list answer is a JSON object")
+        if contains_secret(response.content):
+            # A server echoing our credentials back is broken or hostile: nothing it says is
+            # planned on, and the token must not travel on into state or a plan.
+            raise MalformedResponseError(f"malformed answer to {context}: it quotes this tool's own access "
+                                         "token; refused")
         try:
-            payload = response.json()
-        except ValueError:
-            payload = None
+            payload = jsonio.loads(response.content)
+        except jsonio.JsonError as exc:
+            raise make_api_error(
+                response.status_code, "UNKNOWN",
+                f"expected a JSON object ({exc}), got: {snippet(self._scrub(response.text))}", context=context,
+            ) from None
+        if b"\\u" in response.content and contains_secret(json.dumps(payload, ensure_ascii=False)):
+            # ... also when spelt with \u escapes (rare in real answers: only then is this paid for)
+            raise MalformedResponseError(f"malformed answer to {context}: it quotes this tool's own access "
+                                         "token; refused")
         if not isinstance(payload, dict):
             raise make_api_error(
                 response.status_code, "UNKNOWN",
@@ -446,21 +493,40 @@ class TuningClient:
         return payload
 
     def _paginate(self, op: str, resource: str, path: str, params: dict[str, str], key: str,
-                  budget: RetryBudget | None = None, version: str = API_VERSION) -> Iterator[dict]:
+                  budget: RetryBudget | None = None, version: str = API_VERSION,
+                  owner: str | None = None) -> Iterator[dict]:
+        """Every item of a list, page by page. Bounded: a repeated page token, more pages than
+        MAX_LISTED_ITEMS needs at this page size, or more items than that, is an error (a
+        server that never stops paging). `owner`: the parent whose jobs these must be."""
         seen: set[str] = set()
         token: str | None = None
-        while True:
+        size = params.get("pageSize")
+        limit = max_pages(int(size) if size else None)
+        where = f"malformed answer to GET {path}"
+        items = 0
+        for pages in range(1, limit + 1):
             page_params = dict(params)
             if token:
                 page_params["pageToken"] = token
             page = self._call(op, "GET", resource, path, params=page_params, budget=budget, version=version)
-            yield from check_page(page, key, f"malformed answer to GET {path}", params.get("fields"))
+            found = check_page(page, key, where, params.get("fields"))
+            if owner is not None:
+                for i, job in enumerate(found):
+                    self._owners.check(job.get("name"), owner, f"{where}: {key}[{i}]")
+            items += len(found)
+            if items > MAX_LISTED_ITEMS:
+                raise MalformedResponseError(f"{where}: more than {MAX_LISTED_ITEMS:,} {key} in one list; "
+                                             "refusing to read further")
+            yield from found
             token = page.get("nextPageToken") or None
             if token is None:
                 return
             if token in seen:  # a server bug would otherwise make us loop for ever
-                raise ApiError(0, "INTERNAL", f"the server repeated page token {token!r}", context=f"GET {path}")
+                raise MalformedResponseError(f"{where}: the server repeated page token {snippet(repr(token), 80)}")
             seen.add(token)
+        raise MalformedResponseError(
+            f"{where}: still more pages after {limit:,} pages ({items:,} {key}) at page size "
+            f"{size or 'default'}; a server that never stops paging? refusing to read further")
 
 
 def _version(api_version: str) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import httpx
 
+from reconciler import jsonio
 from reconciler.errors import ReconcilerError
+from reconciler.redact import redact
+from reconciler.text import shorten, some
 
 # google.rpc.Code numbers (operation errors carry these, HTTP errors carry the HTTP status).
 RPC_CODES: dict[int, str] = {
@@ -48,13 +51,14 @@ class ApiError(ReconcilerError):
         return found
 
     def __str__(self) -> str:
-        text = f"{self.status} ({self.code}): {self.message.strip()}"
+        # What a server says is quoted, not trusted: bounded in length and count.
+        text = f"{shorten(self.status, 80)} ({self.code}): {shorten(self.message.strip(), 1000)}"
         violations = self.field_violations()
         if violations:
-            text += "; " + "; ".join(f"{name}: {why}" for name, why in violations)
+            text += "; " + some((f"{name}: {why}" for name, why in violations), sep="; ")
         if self.context:
             text += f" [{self.context}]"
-        return text
+        return redact(text)  # details and status are the server's words too
 
 
 class NotFoundError(ApiError):
@@ -125,13 +129,14 @@ def snippet(text: str, limit: int = 200) -> str:
 
 
 def error_from_response(response: httpx.Response, context: str = "") -> ApiError:
-    """Parse Google's JSON error body; anything else still gives a readable ApiError."""
+    """Parse Google's JSON error body; anything else still gives a readable ApiError. Our own
+    credentials are redacted from all of it first (a server may echo the request back)."""
     http_code = response.status_code
     fallback_status = HTTP_STATUSES.get(http_code, "UNKNOWN")
     try:
-        payload = response.json()
-    except ValueError:
-        payload = None
+        payload = jsonio.loads(redact(response.content.decode("utf-8", "replace"))) if response.content else None
+    except jsonio.JsonError:
+        payload = None  # not Google JSON (or nested past reason): described as text below
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
         code = error.get("code")
@@ -139,12 +144,12 @@ def error_from_response(response: httpx.Response, context: str = "") -> ApiError
         details = error.get("details")
         return make_api_error(
             code if isinstance(code, int) else http_code,
-            status if isinstance(status, str) and status else fallback_status,
-            str(error.get("message") or response.reason_phrase or "no message"),
+            redact(status) if isinstance(status, str) and status else fallback_status,
+            redact(str(error.get("message") or response.reason_phrase or "no message")),
             details if isinstance(details, list) else [],
             context=context,
         )
-    body = snippet(response.text) if response.content else ""
+    body = snippet(redact(response.text)) if response.content else ""
     message = f"HTTP {http_code} {response.reason_phrase} with a non-JSON body"
     return make_api_error(http_code, fallback_status, message + (f": {body}" if body else ""), context=context)
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from reconciler import jsonio
 from reconciler.apischema.versions import VERSIONS, surface
 from reconciler.errors import ConfigError
 from reconciler.model import V1
@@ -171,7 +172,7 @@ def load_installed_document(version: str = V1) -> tuple[dict[str, Any], str]:
         ) from None
     document = surface(version).document_resource
     try:
-        doc = json.loads((files / document).read_text(encoding="utf-8"))
+        doc = jsonio.loads((files / document).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"google-api-python-client {package} does not ship {document}") from None
     return doc, f"google-api-python-client {package}: googleapiclient/{document}"
@@ -190,7 +191,7 @@ def refreshed_snapshot(version: str) -> tuple[dict[str, Any], str]:
 def load_snapshot(path: Path | None = None, version: str = V1) -> dict[str, Any]:
     path = path or snapshot_path(version)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return jsonio.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"discovery snapshot {path} is missing; run `reconciler schema refresh-discovery`"

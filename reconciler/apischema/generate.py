@@ -182,6 +182,11 @@ def _lifecycle_schema() -> dict[str, Any]:
                 "report": "Report the failed job and do nothing.",
                 "recreate": "Create the job again.",
             }, "What to do with a FAILED, EXPIRED or out-of-band CANCELLED job."),
+            "onMissing": choice(default.on_missing, {
+                "report": "Report the job in plan and drift and do nothing (no second bill).",
+                "recreate": "Create the job again.",
+            }, "What to do when the service no longer returns the job state tracks "
+               "(deleted, or its history expired)."),
             "onBaseModelChange": choice(default.on_base_model_change, {
                 "retune": "Tune again from scratch on the new base model.",
                 "rebase": "Rebase the SUCCEEDED tuned model onto the new base model.",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
+from reconciler import jsonio
 from reconciler.apischema.discovery import schemas_dir
 from reconciler.apischema.versions import surface
 from reconciler.errors import ConfigError
@@ -20,7 +20,7 @@ PLAN_SCHEMA_FILE = "plan.schema.json"
 def load(name: str) -> dict[str, Any]:
     path = schemas_dir() / name
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return jsonio.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path} is missing; run `reconciler schema generate`") from None
 

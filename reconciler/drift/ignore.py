@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import ReconcilerError
+from reconciler.files import read_regular
 from reconciler.model import DRIFT_CATEGORIES as CATEGORIES
 
 ALL_WORDS = frozenset({"*", "all"})
@@ -128,7 +129,7 @@ def load_ignore(path: str | None, required: bool) -> IgnoreRules:
         return IgnoreRules()
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_regular(file, 16 * 1024 * 1024).decode("utf-8")
     except FileNotFoundError:
         if required:
             raise IgnoreFileError(f"{path}: no such ignore file") from None

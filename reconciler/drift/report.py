@@ -254,7 +254,13 @@ def _out_of_band_items(state: State, live: LiveView, wanted: dict[str, DesiredJo
         job = live.job(entry.job_name)
         if job is None:
             if live.gone(entry.job_name):
-                items.append(DriftItem(kind="gone", detail="the job in state no longer exists (404)",
+                if desired is None:
+                    then = "its key left the manifests: the next apply forgets it"
+                elif desired.lifecycle.on_missing == "recreate":
+                    then = "the next apply creates it again (onMissing=recreate)"
+                else:
+                    then = "nothing is done about it (onMissing=report)"
+                items.append(DriftItem(kind="gone", detail=f"the job in state no longer exists (404); {then}",
                                        state=entry.job_state, **base))
             continue
         base["state"] = job.state

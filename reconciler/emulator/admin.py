@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from reconciler import jsonio
+
 
 class AdminError(RuntimeError):
     """The admin API refused a request; the message carries its status and reason."""
@@ -24,11 +26,11 @@ class EmulatorAdmin:
         response = self._http.request(method, f"/__emulator/{path}", json=body)
         if response.status_code != 200:
             try:
-                message = response.json()["error"]["message"]
+                message = jsonio.loads(response.content)["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text
             raise AdminError(f"admin {path}: HTTP {response.status_code}: {message}")
-        return response.json()
+        return jsonio.loads(response.content)
 
     def seed(
         self,

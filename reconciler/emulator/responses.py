@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from reconciler import jsonio
 from reconciler.apischema.versions import VERSIONS
 from reconciler.emulator import schema
 from reconciler.emulator.exceptions import ApiError, InvalidArgument, bad_payload
@@ -154,8 +155,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = jsonio.loads(raw)
+    except jsonio.JsonError as exc:
         raise bad_payload("", f"Invalid JSON payload received. {exc}.") from None
     if not isinstance(body, dict):
         raise bad_payload("", "Invalid JSON payload received. Expected an object.")

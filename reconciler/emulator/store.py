@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from reconciler.files import atomic_write
+from reconciler import jsonio
+from reconciler.files import atomic_write, read_regular
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -22,8 +23,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not file.exists():
         return None
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = jsonio.loads(read_regular(file))
+    except (OSError, jsonio.JsonError) as exc:
         raise ValueError(f"{file}: cannot read emulator data: {exc}") from exc
     if not isinstance(data, dict) or data.get("version") != 1:
         raise ValueError(f"{file}: not an emulator data file (version 1)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import stat
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from reconciler.apischema.normalize import normalize_spec, normalized_hash
 from reconciler.defaults import DEFAULT_MANIFEST_PATH, LOCATION_ENV, PROJECT_ENV
 from reconciler.errors import ManifestError
+from reconciler.files import kind_of_file, read_regular
 from reconciler.graph.graph import build_graph
 from reconciler.graph.references import walk_strings
 from reconciler.manifests.problems import FileCheck, Problem, Where, dotted
@@ -44,13 +46,9 @@ def read_text(path: str) -> tuple[str | None, Problem | None]:
         if size > MAX_FILE_BYTES:
             return None, Problem(path, 0, 0, "", f"file is {size / 1e6:.1f} MB; manifest files "
                                  f"over {MAX_FILE_BYTES // (1024 * 1024)} MB are refused")
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        data = read_regular(path, MAX_FILE_BYTES)  # never blocks on a FIFO; refused if it grew meanwhile
     except OSError as exc:
         return None, Problem(path, 0, 0, "", f"cannot read file: {exc.strerror or exc}")
-    if len(data) > MAX_FILE_BYTES:  # grew while we looked
-        return None, Problem(path, 0, 0, "", f"file is over {MAX_FILE_BYTES // (1024 * 1024)} "
-                             "MB; manifest files that large are refused")
     if b"\x00" in data:
         return None, Problem(path, 0, 0, "", "binary file (contains NUL bytes), not YAML text")
     try:
@@ -66,9 +64,46 @@ def _empty(path: str) -> Problem:
     return Problem(path, 0, 0, "", "no YAML documents in file (empty)")
 
 
+def _unreadable(path: str) -> str | None:
+    """Why an entry that looks like a manifest cannot be read as one (None: a regular file).
+    Left out silently, its job would be planned as removed: cancelled."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            return f"broken symbolic link (to {os.readlink(path)}): {exc.strerror or exc}"
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"named like a manifest but not a regular file: it is {kind_of_file(mode)}"
+
+
+def _walk(top: str, problems: list[Problem]) -> list[tuple[str, str]]:
+    """(relative posix path, path) of every entry with a manifest suffix under `top`, hidden
+    ones left out; a directory that cannot be listed is a problem, not silently skipped.
+    Directory links are not followed (as before: a link cycle cannot loop)."""
+    entries: list[tuple[str, str]] = []
+
+    def failed(exc: OSError) -> None:
+        problems.append(Problem(exc.filename or top, 0, 0, "", "cannot list this directory: "
+                                f"{exc.strerror or exc}; its manifests would be left out"))
+
+    for directory, subdirs, names in os.walk(top, onerror=failed):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        rel_dir = os.path.relpath(directory, top)
+        for name in names:
+            if name.startswith(".") or os.path.splitext(name)[1] not in SUFFIXES:
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            entries.append((FsPath(rel).as_posix(), str(FsPath(directory) / name)))
+    return sorted(entries)
+
+
 def find_files(paths: Sequence[str] | None) -> tuple[list[str], list[Problem]]:
     """Manifest files under `paths` (default `manifests/`), recursively, in a stable order.
-    Files named explicitly are taken whatever their suffix; hidden entries are skipped."""
+    Files named explicitly are taken whatever their suffix; hidden entries are skipped. An
+    entry named like a manifest that cannot be read (a broken link, a FIFO, no permission)
+    is a problem with its path: plan and apply stop rather than cancel its job."""
     found: list[str] = []
     problems: list[Problem] = []
     seen: set[str] = set()
@@ -82,21 +117,27 @@ def find_files(paths: Sequence[str] | None) -> tuple[list[str], list[Problem]]:
     for given in paths or [DEFAULT_MANIFEST_PATH]:
         target = FsPath(given)
         if target.is_dir():
-            files = sorted(
-                (p for p in target.rglob("*")
-                 if p.suffix in SUFFIXES and p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(target).parts)),
-                key=lambda p: p.relative_to(target).as_posix(),
-            )
-            if not files:
+            entries = _walk(given, problems)
+            files = []
+            for _, path in entries:
+                why = _unreadable(path)
+                if why is None:
+                    files.append(path)
+                else:
+                    problems.append(Problem(path, 0, 0, "", why))
+            if not entries:
                 problems.append(Problem(given, 0, 0, "", "no manifests here: no .yaml or .yml "
                                         "files in this directory or below it"))
             for file in files:
                 add(str(file))
         elif target.is_file():
             add(given)
-        elif target.exists():
-            problems.append(Problem(given, 0, 0, "", "not a regular file or directory"))
+        elif target.exists() or os.path.islink(given):
+            try:
+                why = f"not a regular file or directory: it is {kind_of_file(os.stat(given).st_mode)}"
+            except OSError:
+                why = _unreadable(given) or "cannot read it"
+            problems.append(Problem(given, 0, 0, "", why))
         else:
             problems.append(Problem(given, 0, 0, "", "no such file or directory"))
     return found, problems
@@ -127,6 +168,7 @@ def _lifecycle(raw: Mapping[str, Any] | None) -> Lifecycle:
         prevent_cancel=bool(raw.get("preventCancel", default.prevent_cancel)),
         ignore_drift=tuple(raw.get("ignoreDrift", default.ignore_drift)),
         on_upstream_change=raw.get("onUpstreamChange", default.on_upstream_change),
+        on_missing=raw.get("onMissing", default.on_missing),
     )
 
 

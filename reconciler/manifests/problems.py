@@ -7,6 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.model import DesiredJob
+from reconciler.text import shorten
+
+MAX_MESSAGE_CHARS = 2_000  # one problem, whatever it quotes (a 5 MB key made a 5 MB message)
+MAX_PART_CHARS = 80  # one key of a field path
 
 Path = tuple[str | int, ...]
 Positions = Mapping[Path, tuple[int, int]]  # path -> (line, column), both 1-based
@@ -22,6 +26,12 @@ class Problem:
     path: str
     message: str
 
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            object.__setattr__(self, "message", shorten(self.message, MAX_MESSAGE_CHARS))
+        if len(self.path) > MAX_MESSAGE_CHARS:
+            object.__setattr__(self, "path", shorten(self.path, MAX_MESSAGE_CHARS))
+
     def __str__(self) -> str:
         if self.line <= 0:
             return f"{self.file}: {self.message}"
@@ -35,7 +45,8 @@ def dotted(path: Path) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            part = shorten(part, MAX_PART_CHARS)
+            out += f".{part}" if out else part
     return out
 
 

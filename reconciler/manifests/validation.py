@@ -181,6 +181,8 @@ def _show(value: Any, limit: int = 60) -> str:
 
 def _closest(word: str, options: list[str]) -> str | None:
     """The option `word` most likely meant (ignoring case), if any is close enough."""
+    if len(word) > 100:
+        return None  # no field name is that long (and difflib would index all of it)
     lowered = {o.lower(): o for o in options}
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[match[0]] if match else None

@@ -9,7 +9,9 @@ the hostile cases are stopped before they cost anything:
   after a bounded amount of work, and recursive aliases are refused;
 - nesting deeper than `MAX_DEPTH` is refused (PyYAML's recursive composer would exhaust
   the stack; the C one crashes the process);
-- explicit tags are honoured only where JSON has the type (`!!str`, `!!int` ...).
+- explicit tags are honoured only where JSON has the type (`!!str`, `!!int` ...), and only
+  with a value of that type (`!!int abc` is a problem, not a ValueError); any other tag, on a
+  scalar, a key, a mapping (`!!set`, `!!python/object:...`) or a list (`!!omap`), is a problem.
 Files are read (size, binary and encoding checks) by `loader.py`.
 """
 
@@ -33,15 +35,26 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 
 from reconciler.manifests.problems import Path, Problem, dotted
+from reconciler.text import shorten
 
 MAX_DEPTH = 64
 MAX_DOCUMENT_NODES = 100_000  # after alias expansion; a real job document has ~50
 _TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels; refusing to read this file any further"
 
 _Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CORE = "tag:yaml.org,2002:"
 _STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+# The tags a mapping or a list may carry (None and "!" are "no tag").
+_COLLECTION_TAGS = {MappingStartEvent: (None, "!", "tag:yaml.org,2002:map"),
+                    SequenceStartEvent: (None, "!", "tag:yaml.org,2002:seq")}
+# What an explicitly tagged scalar's text must be (for the message when it is not).
+_TAG_VALUES = {_NULL: "null (`~`, `null` or nothing)", "tag:yaml.org,2002:bool": "a boolean (`true` or `false`)",
+               "tag:yaml.org,2002:int": "an integer", "tag:yaml.org,2002:float": "a number",
+               _TIMESTAMP: "a timestamp"}
+_UNSUPPORTED = "manifests use plain strings, numbers, booleans, lists and mappings"
 _SCALARS = {
     "tag:yaml.org,2002:null": _Base.construct_yaml_null,
     "tag:yaml.org,2002:bool": _Base.construct_yaml_bool,
@@ -93,6 +106,11 @@ class _Abort(Exception):
         self.fatal = fatal  # stop reading the file: even skipping the rest could be slow
 
 
+def _tag_name(tag: str) -> str:
+    """`tag:yaml.org,2002:int` -> `!!int`, as it is written."""
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+
+
 def _pos(event: Any) -> tuple[int, int]:
     mark = event.start_mark
     return mark.line + 1, mark.column + 1
@@ -142,6 +160,11 @@ class _DocumentBuilder:
             if depth >= MAX_DEPTH:
                 # libyaml slows down quadratically with depth: stop reading at once.
                 raise _Abort(*pos, _TOO_DEEP, fatal=True)
+            if event.tag not in _COLLECTION_TAGS[kind]:
+                # `!!set`, `!!omap`, `!!python/object:...`: nothing the schema could mean.
+                what = "mapping" if kind is MappingStartEvent else "list"
+                self._problem(pos, path, f"unsupported YAML tag `{shorten(_tag_name(event.tag), 80)}` on a "
+                                         f"{what}; {_UNSUPPORTED}")
             if event.anchor:
                 self.open_anchors.add(event.anchor)
             before = self.size
@@ -185,13 +208,35 @@ class _DocumentBuilder:
         tag = self._resolve(event)
         if tag == _STR:
             return event.value
+        explicit = event.tag not in (None, "!")
         construct = _SCALARS.get(tag)
         if construct is not None:
-            return construct(self.loader, ScalarNode(tag, event.value))
-        if tag in (_TIMESTAMP, _MERGE):
+            if explicit and tag == _NULL and self._implicit_tag(event.value) != _NULL:
+                return self._bad_value(event, tag, path, pos)  # `!!null abc` would quietly drop `abc`
+            try:
+                return construct(self.loader, ScalarNode(tag, event.value))
+            except (ValueError, IndexError, KeyError, TypeError, OverflowError):
+                # `!!int abc`, `!!int ""`, `!!bool maybe`, `!!float x`: PyYAML's constructors
+                # trust the resolver and fail on text it would never have given them.
+                return self._bad_value(event, tag, path, pos)
+        if tag == _TIMESTAMP:
+            if explicit and self._implicit_tag(event.value) != _TIMESTAMP:
+                return self._bad_value(event, tag, path, pos)
             return event.value  # JSON has no dates: keep the text, the schema checks it
-        self._problem(pos, path, f"unsupported YAML tag `{event.tag}`; manifests use plain "
-                                 "strings, numbers, booleans, lists and mappings")
+        if tag == _MERGE and not explicit:
+            return event.value  # a plain `<<` as a value: just text
+        self._problem(pos, path, f"unsupported YAML tag `{shorten(_tag_name(event.tag or tag), 80)}`; "
+                                 f"{_UNSUPPORTED}")
+        return event.value
+
+    def _implicit_tag(self, text: str) -> str:
+        """The tag YAML gives `text` written plain, untagged."""
+        return self.loader.resolve(ScalarNode, text, (True, False))
+
+    def _bad_value(self, event: ScalarEvent, tag: str, path: Path, pos: tuple[int, int]) -> str:
+        shown = shorten(event.value, 60) if event.value else '""'
+        self._problem(pos, path, f"`{_tag_name(event.tag or tag)} {shown}`: the value is not "
+                                 f"{_TAG_VALUES[tag]}; remove the tag or fix the value")
         return event.value
 
     def _sequence(self, path: Path, depth: int) -> list[Any]:
@@ -213,9 +258,12 @@ class _DocumentBuilder:
                 return "<<", pos, True
             if tag in _SCALARS:  # `on:`, `1:`, `null:` ... YAML reads these as non-strings
                 kind = _KEY_KINDS[tag.rsplit(":", 1)[-1]]
-                self._problem(pos, path, f"mapping key `{event.value}` in "
+                self._problem(pos, path, f"mapping key `{shorten(event.value, 80)}` in "
                                          f"`{dotted(path) or '.'}` is read by YAML as {kind}, "
                                          "not a string; quote it")
+            elif event.tag not in (None, "!"):  # `!foo key:`, `!!binary key:` ...
+                self._problem(pos, path, f"unsupported YAML tag `{shorten(_tag_name(event.tag), 80)}` on "
+                                         f"mapping key `{shorten(event.value, 80)}`; {_UNSUPPORTED}")
             return event.value, pos, False
         if type(event) is AliasEvent:
             return self._alias(event, pos), pos, False
@@ -235,13 +283,13 @@ class _DocumentBuilder:
                 merged.extend(self._merge_sources(path, depth))
                 continue
             if not isinstance(key, str):  # an alias to a non-string scalar
-                self._problem(key_pos, path, f"mapping key `{key!r}` in `{dotted(path) or '.'}` "
+                self._problem(key_pos, path, f"mapping key `{shorten(repr(key), 80)}` in `{dotted(path) or '.'}` "
                                              "is not a string; quote it")
                 key = str(key)
             child = (*path, key)
             if key in result:
                 first = keys[child]
-                self._problem(key_pos, child, f"duplicate key `{key}` in `{dotted(path) or '.'}` "
+                self._problem(key_pos, child, f"duplicate key `{shorten(key, 80)}` in `{dotted(path) or '.'}` "
                                               f"(first set at line {first[0]}, column {first[1]})")
                 # Read and drop: the first one stands.
                 self.node(self.next_event(), (*path, _DUPLICATE), depth + 1)

@@ -62,7 +62,8 @@ class Action(str, Enum):
 
 class Reason(str, Enum):
     NEW_KEY = "new-key"
-    JOB_GONE = "job-gone"
+    JOB_GONE = "job-gone"  # the tracked job no longer exists: created again (onMissing=recreate)
+    JOB_GONE_REPORTED = "job-gone-reported"  # ... reported, nothing done (onMissing=report)
     SPEC_CHANGED = "spec-changed"
     BASE_MODEL_CHANGED = "base-model-changed"
     WAITING_FOR_ACTIVE = "waiting-for-active-job"
@@ -151,7 +152,8 @@ class Change:
       rebase   before: the SUCCEEDED job; after: the new job's spec (a newer baseModel)
       adopt    before: the untracked labelled job recorded into state; after: desired spec
       forget   before: the finished job, or None if it is gone; after: None
-      no-op    before: the live job; after: desired spec (equal, or the change waits/is refused)
+      no-op    before: the live job; after: desired spec (equal, or the change waits/is refused);
+               for job-gone-reported: before and job None (the tracked job no longer exists)
     `job` is the live job acted on (cancelled, replaced, rebased from, adopted, forgotten).
     `api_version`: the REST version apply goes through (the manifest's; for a key that left
     the manifests, the one state recorded).
@@ -199,6 +201,7 @@ class Change:
                 "onBaseModelChange": self.lifecycle.on_base_model_change,
                 "preventCancel": self.lifecycle.prevent_cancel,
                 "onUpstreamChange": self.lifecycle.on_upstream_change,
+                "onMissing": self.lifecycle.on_missing,
             },
         }
         # Only for jobs built from other jobs' outputs: plans without references stay as they were.
@@ -229,6 +232,7 @@ class Change:
                 on_base_model_change=lc.get("onBaseModelChange", "retune"),
                 prevent_cancel=bool(lc.get("preventCancel", False)),
                 on_upstream_change=lc.get("onUpstreamChange", "retune"),
+                on_missing=lc.get("onMissing", "report"),
             ),
             inputs=tuple(Input.from_json(i) for i in data.get("inputs", ())),
             waits_for=tuple(data.get("waitsFor", ())),

@@ -9,9 +9,9 @@ import json
 import os
 from pathlib import Path
 
-from reconciler import __version__
+from reconciler import __version__, jsonio
 from reconciler.errors import PlanError
-from reconciler.files import atomic_write
+from reconciler.files import atomic_write, read_regular
 from reconciler.model import DesiredJob
 from reconciler.plan.model import FORMAT_VERSION, Plan
 
@@ -35,25 +35,26 @@ def save_plan(plan: Plan, path: str | os.PathLike) -> None:
 def is_saved_plan(path: str) -> bool:
     """Whether `path` holds a saved plan of ours (JSON of our kind) rather than a manifest."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        data = json.loads(text) if text.lstrip().startswith("{") else None
-    except (OSError, UnicodeDecodeError, ValueError):
+        if read_regular(path, 64, head=True).lstrip()[:1] != b"{":  # a peek: manifests are YAML
+            return False
+        data = jsonio.loads(read_regular(path))
+    except OSError:
         return False
+    except ValueError:
+        # A damaged plan file is still one: say what is wrong with it, not with its YAML.
+        return os.path.splitext(path)[1] in (".plan", ".json")
     return isinstance(data, dict) and data.get("kind") == KIND
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = read_regular(path)
     except OSError as exc:
         raise PlanError(f"cannot read saved plan {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise PlanError(f"{path} is not a saved plan (not UTF-8 text)") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"{path} is not a saved plan: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+        data = jsonio.loads(raw)
+    except jsonio.JsonError as exc:
+        raise PlanError(f"{path} is not a saved plan: {exc}") from None
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise PlanError(f"{path} is not a saved plan of tuning-reconciler (write one with `plan --out`)")
     if str(data.get("format_version", "")).split(".")[0] != FORMAT_VERSION.split(".")[0]:

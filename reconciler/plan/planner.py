@@ -4,6 +4,9 @@ One Change per key:
 - no job for the key: create (a labelled job state does not know is adopted instead);
 - same spec: no-op; a FAILED, EXPIRED or cancelled-by-someone-else job is reported, or
   re-created under `onFailure: recreate`;
+- the tracked job no longer exists (404: deleted, or its history expired): reported, or
+  re-created under `onMissing: recreate` (never billed again unasked: a job resource that
+  vanishes is not proof that its work should run again);
 - changed spec: replace (cancel the active job, then create), or wait / fail per
   `onSpecChange`; a SUCCEEDED job whose only change is `baseModel` is rebased under
   `onBaseModelChange: rebase`;
@@ -34,6 +37,7 @@ from reconciler.plan.inputs import (
 from reconciler.plan.live import LiveJob, LiveView
 from reconciler.plan.model import Action, Change, Deferred, JobRef, Plan, PlanProblem, Reason
 from reconciler.state.model import State, StateEntry
+from reconciler.text import some
 
 
 def plan(
@@ -189,7 +193,7 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
         strays = _billed_untracked(d, entry, live)
         if strays:
             change, other = _plan_desired(d, entry, live, frozenset(j.name for j in strays), inputs)
-            names = ", ".join(f"{j.name} ({j.short_state})" for j in strays)
+            names = some(f"{j.name} ({j.short_state})" for j in strays)
             return change, (f"{other}; " if other else "") + (
                 f"another active job carries this key's labels besides the tracked {current.name} "
                 f"({current.short_state}): {names}; both are billed; cancel the one you do not want (to track "
@@ -197,7 +201,7 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
     if entry is None or not entry.job_name:
         actives = _billed_untracked(d, entry, live)
         if len(actives) > 1:  # adopting one would leave the others billed and untracked
-            names = ", ".join(f"{j.name} ({j.short_state})" for j in actives)
+            names = some(f"{j.name} ({j.short_state})" for j in actives)
             return (Change(action=Action.NOOP, reason=Reason.UNTRACKED_JOB, detail=f"{len(actives)} active "
                            "labelled jobs for this key", before=normalize_spec(actives[0].raw), after=after,
                            job=JobRef.of(actives[0]), **base),
@@ -223,7 +227,12 @@ def _plan_desired(d: DesiredJob, entry: StateEntry | None, live: LiveView,
             detail = f"job {entry.job_name} in state no longer exists"
         else:
             detail = f"job {entry.job_name} in state was not found"
-        return Change(action=Action.CREATE, reason=Reason.JOB_GONE, detail=detail, after=after, **base), None
+        if d.lifecycle.on_missing == "recreate":
+            return Change(action=Action.CREATE, reason=Reason.JOB_GONE, detail=f"{detail}; onMissing=recreate",
+                          after=after, **base), None
+        return Change(action=Action.NOOP, reason=Reason.JOB_GONE_REPORTED, detail=(
+            f"{detail}; onMissing=report: nothing is done (set lifecycle.onMissing: recreate to create it "
+            f"again, or `reconciler state rm {d.key}` to stop tracking it)"), after=after, **base), None
 
     before = Deferred(partial(normalize_spec, job.raw))  # only a plan's JSON reads it
     ref = JobRef.of(job)

@@ -71,6 +71,16 @@ def list_jobs(client, project: str, location: str, fields: Fields = None,
     return [job for job in (LiveJob.from_api(j, api_version) for j in jobs) if job.managed or not managed_only]
 
 
+def recorded_numbers(state: State) -> dict[str, str]:
+    """The project number state's job names carry for each project id, where they agree."""
+    seen: dict[str, set[str]] = {}
+    for e in state.entries.values():
+        if not e.project.isdigit():
+            seen.setdefault(e.project, set()).update(
+                name.split("/")[1] for name in [e.job_name, *e.history] if name and name.startswith("projects/"))
+    return {project: next(iter(numbers)) for project, numbers in seen.items() if len(numbers) == 1}
+
+
 def _get_or_none(client, name: str, api_version: str = V1) -> LiveJob | None:
     try:
         return LiveJob.from_api(client.get_job(name, api_version=api_version), api_version)
@@ -87,6 +97,10 @@ def refresh(client, parents: Iterable[tuple[str, str]], state: State, parallelis
     `versions`: the REST version per project+location (`read_versions`; default: from state)."""
     parents = sorted(set(parents))
     versions = versions if versions is not None else read_versions((), state)
+    if hasattr(client, "expect_project_number"):
+        # A list naming jobs by another number than state did is about another project.
+        for project, number in recorded_numbers(state).items():
+            client.expect_project_number(project, number)
     workers = max(1, min(parallelism, len(parents) or 1))
     tracked = {n for e in state.entries.values() for n in [e.job_name, *e.history] if n}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:

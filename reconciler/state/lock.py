@@ -19,9 +19,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler import jsonio
 from reconciler.defaults import DEFAULT_STATE_PATH
 from reconciler.errors import StateError
-from reconciler.files import PRIVATE_MODE, fsync_dir, write_all
+from reconciler.files import PRIVATE_MODE, fsync_dir, read_regular, resolve_link, write_all
 from reconciler.text import format_duration, one_line
 
 
@@ -60,20 +61,25 @@ def _user() -> str:
 
 
 def lock_path_for(path: str | os.PathLike[str]) -> Path:
-    return Path(f"{os.fspath(path)}.lock")
+    """Beside the state file, or beside the target of a state path that is a symbolic link."""
+    return Path(f"{resolve_link(path)}.lock")
 
 
 def read_lock(path: str | os.PathLike[str]) -> LockInfo | None:
     """The current lock on state file `path`, or None when it is not locked."""
     lock_path = lock_path_for(path)
     try:
-        text = lock_path.read_text(encoding="utf-8")
+        text = read_regular(lock_path, limit=1024 * 1024)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateError(f"cannot read lock file {lock_path}: {exc.strerror}") from None
+        raise StateError(f"cannot read lock file {lock_path}: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        data = jsonio.loads(text)
+    except jsonio.JsonError as exc:
+        raise StateError(f"lock file {lock_path} exists but is not a valid lock record; if no reconciler "
+                         f"is running, delete it by hand ({exc})") from None
+    try:
         return LockInfo(
             id=str(data["id"]),
             pid=int(data["pid"]),

@@ -13,8 +13,10 @@ import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from reconciler import jsonio
 from reconciler.errors import StateError
 from reconciler.model import V1BETA1
+from reconciler.text import shorten, some
 
 STATE_VERSION = 1
 
@@ -123,7 +125,7 @@ def entry_from_dict(data: Any, where: str) -> StateEntry:
     known = {f.name for f in fields(StateEntry)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise StateError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        raise StateError(f"{where}: unknown field(s) {some(unknown)}")
     for name in _REQUIRED_STR_FIELDS:
         if name not in data:
             raise StateError(f"{where}.{name}: missing")
@@ -180,11 +182,9 @@ def state_to_json(state: State) -> str:
 def state_from_json(text: str, source: str) -> State:
     """Parse a state file's text; every problem is a StateError naming `source`."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        detail = "it is empty" if not text.strip() else (
-            f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        )
+        data = jsonio.loads(text)
+    except jsonio.JsonError as exc:
+        detail = "it is empty" if not text.strip() else str(exc)
         raise StateError(f"state file {source}: {detail}") from None
     return state_from_dict(data, source)
 
@@ -205,19 +205,19 @@ def state_from_dict(data: Any, source: str) -> State:
         raise StateError(f"state file {source}: unknown state version {version}")
     unknown = sorted(set(data) - {"version", "lineage", "serial", "entries"})
     if unknown:
-        raise StateError(f"state file {source}: unknown field(s) {', '.join(unknown)}")
+        raise StateError(f"state file {source}: unknown field(s) {some(unknown)}")
     lineage = data.get("lineage")
     if not isinstance(lineage, str) or not lineage:
         raise StateError(f"state file {source}: lineage: expected a non-empty string, got {_kind(lineage)}")
     serial = data.get("serial")
     if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
-        raise StateError(f"state file {source}: serial: expected an integer >= 0, got {serial!r}")
+        raise StateError(f"state file {source}: serial: expected an integer >= 0, got {shorten(repr(serial))}")
     raw_entries = data.get("entries", {})
     if not isinstance(raw_entries, dict):
         raise StateError(f"state file {source}: entries: expected an object, got {_kind(raw_entries)}")
     entries: dict[str, StateEntry] = {}
     for address, raw in raw_entries.items():
-        where = f"state file {source}: entries[{json.dumps(address)}]"
+        where = f"state file {source}: entries[{shorten(json.dumps(address))}]"
         entry = entry_from_dict(raw, where)
         if entry.address != address:
             raise StateError(f"{where}: address does not match its entry ({entry.address})")

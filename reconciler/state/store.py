@@ -23,6 +23,7 @@ import glob
 import json
 import logging
 import os
+import stat
 import threading
 import time
 import uuid
@@ -31,8 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler import jsonio
 from reconciler.errors import StateError
-from reconciler.files import PRIVATE_MODE, atomic_write, fsync_dir, write_all
+from reconciler.files import (
+    PRIVATE_MODE,
+    atomic_write,
+    fsync_dir,
+    kind_of_file,
+    read_regular,
+    resolve_link,
+    write_all,
+)
 from reconciler.state.lock import LockInfo, lock_path_for, locked_message, read_lock, release_lock, try_create_lock
 from reconciler.state.model import (
     STATE_VERSION,
@@ -45,6 +55,7 @@ from reconciler.state.model import (
     state_from_json,
     state_to_json,
 )
+from reconciler.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +92,9 @@ class StateStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        # A state path that is a symbolic link is used through the link: the target gets the
+        # writes, and its lock, journal and backup sit beside it (shared by every link to it).
+        self.path = Path(resolve_link(path))
         self.backup_path = Path(f"{self.path}.backup")
         self.journal_path = Path(f"{self.path}.journal")
         self.lock_path = lock_path_for(self.path)
@@ -158,6 +171,8 @@ class StateStore:
 
     def load(self) -> State:
         """The current state, with any leftover journal folded in (and committed if locked)."""
+        if self._lock_info is not None:
+            self._check_backup_path()  # now, not at the first commit after jobs were started
         journal = self._read_journal()  # before the state file: see _fold
         base = self._read_state_file()
         state = _copy_state(base) if base is not None else State()
@@ -187,7 +202,7 @@ class StateStore:
 
     def _read_state_file(self) -> State | None:
         try:
-            text = self.path.read_bytes().decode("utf-8")
+            text = read_regular(self.path).decode("utf-8")
         except FileNotFoundError:
             return None
         except UnicodeDecodeError:
@@ -195,7 +210,7 @@ class StateStore:
                 f"state file {self.path}: not UTF-8 text. It was left unchanged. {self._backup_hint()}"
             ) from None
         except OSError as exc:
-            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
+            raise StateError(f"cannot read state file {self.path}: {exc.strerror or exc}") from None
         try:
             return state_from_json(text, str(self.path))
         except StateError as exc:
@@ -203,11 +218,11 @@ class StateStore:
 
     def _read_journal(self) -> _Journal | None:
         try:
-            raw = self.journal_path.read_bytes()
+            raw = read_regular(self.journal_path)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateError(f"cannot read state journal {self.journal_path}: {exc.strerror}") from None
+            raise StateError(f"cannot read state journal {self.journal_path}: {exc.strerror or exc}") from None
         records: list[tuple[int, Any]] = []
         bad: list[tuple[int, str]] = []  # unparsable lines; allowed only as a torn tail
         lines = raw.split(b"\n")
@@ -218,8 +233,8 @@ class StateStore:
                 bad.append((number, "no newline at the end"))
                 continue
             try:
-                value = json.loads(line)
-            except ValueError as exc:  # includes UnicodeDecodeError
+                value = jsonio.loads(line)
+            except ValueError as exc:  # JsonError: not JSON, not UTF-8, or nested too deep
                 bad.append((number, str(exc)))
                 continue
             if bad:
@@ -244,7 +259,7 @@ class StateStore:
                 raise StateError(f"{where}: expected {{\"address\": ..., \"entry\": ...}}")
             entry = None if rec["entry"] is None else entry_from_dict(rec["entry"], f"{where}: entry")
             if entry is not None and entry.address != rec["address"]:
-                raise StateError(f"{where}: address {rec['address']} does not match its entry")
+                raise StateError(f"{where}: address {shorten(rec['address'])} does not match its entry")
             changes.append((rec["address"], entry))
         return _Journal(lineage=header["lineage"], serial=header["serial"], changes=changes)
 
@@ -358,8 +373,13 @@ class StateStore:
             header = json.dumps({"journal": JOURNAL_FORMAT, "lineage": self._state.lineage,
                                  "serial": base_serial}, sort_keys=True).encode() + b"\n"
             # Truncate: any earlier journal was folded by load(), so this one starts afresh.
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, PRIVATE_MODE)
+            # Non-blocking: a FIFO put there would hang the open (load() refuses one anyway).
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NONBLOCK,
+                         PRIVATE_MODE)
             try:
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):
+                    raise OSError(f"not a regular file: it is {kind_of_file(mode)}")
                 write_all(fd, header)
                 os.fsync(fd)
                 fsync_dir(self.journal_path.parent)
@@ -434,7 +454,18 @@ class StateStore:
             self._backup()
         atomic_write(self.path, data)
 
+    def _check_backup_path(self) -> None:
+        try:
+            mode = os.stat(self.backup_path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            # Named here: the error would otherwise blame the state file.
+            raise StateError(f"cannot write state backup {self.backup_path}: it is {kind_of_file(mode)}, not a "
+                             f"regular file; move it away. {self.path} is unchanged")
+
     def _backup(self) -> None:
+        self._check_backup_path()
         # A hard link to the current file is an O(1) backup that rename() then keeps alive.
         with contextlib.suppress(OSError):
             if os.path.samefile(self.path, self.backup_path):
@@ -447,7 +478,11 @@ class StateStore:
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            atomic_write(self.backup_path, self.path.read_bytes())
+            try:
+                atomic_write(self.backup_path, read_regular(self.path))
+            except OSError as exc:
+                raise StateError(f"cannot write state backup {self.backup_path}: {exc.strerror or exc}. "
+                                 f"{self.path} is unchanged") from exc
 
     def _drop_journal(self) -> None:
         self._close_journal()

@@ -28,8 +28,8 @@ from reconciler.api.auth import (
     credentials_for,
 )
 from reconciler.api.client import USER_AGENT, ClientOptions, TuningClient
-from reconciler.api.errors import UnauthenticatedError
-from reconciler.errors import ConfigError
+from reconciler.api.errors import ApiError, UnauthenticatedError
+from reconciler.errors import ConfigError, ReconcilerError
 
 JOB = "projects/p/locations/us-central1/tuningJobs/42"
 
@@ -247,3 +247,91 @@ def test_static_token_401_is_not_retried(servers) -> None:
         with pytest.raises(UnauthenticatedError, match=r"^UNAUTHENTICATED \(401\): bad token"):
             client.get_job(JOB)
         assert client.request_counts == {"get": 1}
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("bad", ["tök-énunicode-token", "token\u2013with-an-en-dash", "emoji-\U0001f511-key"])
+def test_a_non_ascii_token_is_a_clear_error_not_a_unicode_error(bad: str) -> None:
+    with pytest.raises(ConfigError, match="non-ASCII"):
+        StaticToken(bad)
+    with pytest.raises(ConfigError, match="non-ASCII"):
+        credentials_for("http://127.0.0.1:8080", env={ENV_ACCESS_TOKEN: bad})
+
+
+def test_a_non_ascii_token_from_the_token_endpoint_is_an_auth_error(monkeypatch, tmp_path, private_key_pem,
+                                                                   servers) -> None:
+    tokens = LocalServer(lambda _: (200, {"access_token": "tök-1", "expires_in": 3600, "token_type": "Bearer"}))
+    servers.append(tokens)
+    use_adc(monkeypatch, write_adc_file(tmp_path, private_key_pem, f"{tokens.url}/token"))
+    with pytest.raises(AuthError, match="cannot be sent"):
+        GoogleCredentials().headers()
+
+
+def test_an_adc_minted_token_echoed_by_the_server_is_redacted(monkeypatch, tmp_path, private_key_pem,
+                                                             servers) -> None:
+    minted = "ya29.minted-by-adc-0123456789abcdef"
+    tokens = LocalServer(lambda _: (200, {"access_token": minted, "expires_in": 3600, "token_type": "Bearer"}))
+
+    def echo(handler: BaseHTTPRequestHandler) -> tuple[int, dict]:
+        seen = handler.headers.get("authorization", "")
+        if handler.path.endswith("/tuningJobs"):  # a 2xx answer quoting the token: refused
+            return 200, {"tuningJobs": [], "nextPageToken": seen}
+        return 400, {"error": {"code": 400, "status": f"BAD {seen}", "message": f"you sent {seen}",
+                               "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                                            "fieldViolations": [{"field": seen, "description": seen}]}]}}
+
+    api = LocalServer(echo)
+    servers.extend([tokens, api])
+    use_adc(monkeypatch, write_adc_file(tmp_path, private_key_pem, f"{tokens.url}/token"))
+    with TuningClient(ClientOptions(endpoint=api.url), credentials=GoogleCredentials()) as client:
+        with pytest.raises(ApiError) as error:
+            client.get_job(JOB)
+        with pytest.raises(ReconcilerError) as listed:
+            list(client.list_jobs("projects/p/locations/us-central1"))
+    assert api.requests[0][2]["authorization"] == f"Bearer {minted}"  # the server really had it
+    for exc in (error.value, listed.value):
+        assert minted not in str(exc) and minted not in repr(exc.args)
+    assert "<redacted>" in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000, b"{\"type\": " + b"[" * 100_000])
+def test_a_deeply_nested_adc_file_is_a_config_error(monkeypatch, tmp_path, content) -> None:
+    (tmp_path / "adc.json").write_bytes(content)
+    use_adc(monkeypatch, tmp_path / "adc.json")
+    with pytest.raises(ConfigError, match="adc.json.*nested deeper than"):
+        GoogleCredentials().headers()
+
+
+def test_an_adc_file_that_is_a_fifo_is_refused_without_blocking(monkeypatch, tmp_path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "adc.json")
+    use_adc(monkeypatch, tmp_path / "adc.json")
+    with pytest.raises(ConfigError, match="adc.json.*FIFO"):
+        GoogleCredentials().headers()
+
+
+def test_a_deeply_nested_token_endpoint_answer_is_an_auth_error(monkeypatch, tmp_path, private_key_pem,
+                                                               servers) -> None:
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            reply(self, 200, b"[" * 100_000)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        use_adc(monkeypatch, write_adc_file(tmp_path, private_key_pem, f"http://127.0.0.1:{httpd.server_address[1]}/t"))
+        with pytest.raises(AuthError, match="nested deeper than"):
+            GoogleCredentials().headers()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -108,8 +108,10 @@ def test_out_of_band_labels_changed_and_job_gone(ws):
         data = drift_json(ws, *extra, code=2)
         oob = [i for i in data["items"] if i["category"] == "out-of-band"]
         assert [(i["kind"], i["key"]) for i in oob] == [("labels-changed", "alpha"), ("gone", "beta")]
-        assert "managed-by label missing" in oob[0]["detail"] and oob[1]["detail"].endswith("(404)")
-        assert ("create", "beta") in items(data, "pending-change")
+        assert "managed-by label missing" in oob[0]["detail"] and "(404)" in oob[1]["detail"]
+        assert "onMissing" in oob[1]["detail"]
+        # Reported, not re-created: a vanished job is no reason to bill again (onMissing: report).
+        assert [k for _, k in items(data, "pending-change")] == ["alpha"]
         assert items(data, "unmanaged") == []  # a tracked job with stripped labels is not "made by hand"
 
 

@@ -167,7 +167,8 @@ def test_plan_json_of_every_kind_of_change_matches_the_schema(world):
                                                    "after": "gemini-2.5-pro"}]
     assert changes["rebased"]["lifecycle"] == {"onSpecChange": "replace", "onFailure": "report",
                                                "onBaseModelChange": "rebase", "preventCancel": False,
-                                               "onUpstreamChange": "retune"}
+                                               "onUpstreamChange": "retune",
+                                               "onMissing": "report"}
     assert changes["adopted"]["job"]["name"] == ws.adopted_job
     assert changes["broken"]["job"]["state"] == "JOB_STATE_FAILED"
     # The same world planned again, and `--format json`, give the same document.
@@ -315,7 +316,7 @@ def every_pair() -> list[Change]:
     removed = dict(after=None)
     return [
         change(Action.CREATE, Reason.NEW_KEY, before=None, job=None),
-        change(Action.CREATE, Reason.JOB_GONE, before=None, job=None),
+        change(Action.CREATE, Reason.JOB_GONE, before=None, job=None, lifecycle=Lifecycle(on_missing="recreate")),
         change(Action.CREATE, Reason.JOB_FAILED_RECREATE),
         change(Action.REPLACE, Reason.SPEC_CHANGED, field_changes=(FieldChange("description", "a", "b"),)),
         change(Action.CANCEL, Reason.KEY_REMOVED_ACTIVE, **removed),
@@ -327,6 +328,7 @@ def every_pair() -> list[Change]:
         change(Action.FORGET, Reason.KEY_MOVED, **removed),
         change(Action.NOOP, Reason.UNCHANGED),
         change(Action.NOOP, Reason.JOB_FAILED_REPORTED),
+        change(Action.NOOP, Reason.JOB_GONE_REPORTED, before=None, job=None),
         change(Action.NOOP, Reason.WAITING_FOR_ACTIVE),
         change(Action.NOOP, Reason.SPEC_CHANGED, lifecycle=Lifecycle(on_spec_change="fail")),
         change(Action.NOOP, Reason.KEY_REMOVED_ACTIVE, lifecycle=Lifecycle(prevent_cancel=True), **removed),

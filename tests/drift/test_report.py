@@ -92,7 +92,12 @@ def test_identity_labels_changed_and_job_gone():
     r = report([desired("a"), desired("b")], [entry(relabelled, "a"), entry(None, "b", name=gone)], [],
                fetched={relabelled.name: relabelled, gone: None})
     assert (OUT_OF_BAND, "labels-changed", "a") in kinds(r)
-    assert (OUT_OF_BAND, "gone", "b") in kinds(r) and (PENDING, "create", "b") in kinds(r)
+    # A vanished job is counted (out-of-band) and not re-created unless onMissing says so.
+    assert (OUT_OF_BAND, "gone", "b") in kinds(r) and (PENDING, "create", "b") not in kinds(r)
+    again = report([desired("a"), desired("b", on_missing="recreate")], [entry(relabelled, "a"),
+                                                                         entry(None, "b", name=gone)], [],
+                   fetched={relabelled.name: relabelled, gone: None})
+    assert (OUT_OF_BAND, "gone", "b") in kinds(again) and (PENDING, "create", "b") in kinds(again)
     labels = next(i for i in r.items if i.kind == "labels-changed")
     assert "managed-by label missing" in labels.detail
     other_key = job(2, "someone-else")

@@ -319,8 +319,10 @@ def test_quota_per_minute_refuses_creates_above_it_with_429(
     emulator: RunningEmulator, http: httpx.Client, admin: EmulatorAdmin
 ) -> None:
     admin.faults(quota_per_minute=60)  # one a second, ten in the bucket
+    started = time.monotonic()
     codes = [http.post(JOBS, json=BODY).status_code for _ in range(14)]
-    assert codes.count(200) in (10, 11) and set(codes) == {200, 429}  # 11: a token refilled meanwhile
+    refilled = int(time.monotonic() - started) + 1  # one a second came back meanwhile (more on a slow machine)
+    assert 10 <= codes.count(200) <= 10 + refilled and 429 in codes and set(codes) == {200, 429}
     refused = http.post(JOBS, json=BODY)
     assert refused.status_code == 429 and error_of(refused)["status"] == "RESOURCE_EXHAUSTED"
     assert all(http.get(JOBS).status_code == 200 for _ in range(5))  # reads are not counted
@@ -353,13 +355,10 @@ def test_latency_does_not_block_16_concurrent_requests(emulator: RunningEmulator
     limits = httpx.Limits(max_connections=32)
     with httpx.Client(base_url=emulator.url, headers=headers, limits=limits, timeout=10) as client:
         client.get(JOBS)  # warm up
-        started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             codes = list(pool.map(lambda _: client.get(JOBS).status_code, range(16)))
-        elapsed = time.perf_counter() - started
     assert codes == [200] * 16
-    assert elapsed < 1.5, elapsed  # serialised it would take 16 * 0.3 = 4.8 s
-    assert admin.stats()["maxInFlight"] >= 16
+    assert admin.stats()["maxInFlight"] >= 16  # all 16 held at once, not one after another
 
 
 # --- persistence -----------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -88,7 +87,7 @@ def test_non_string_keys_say_quote_it(tmp_path: Path) -> None:
 
 def test_unsupported_tags(tmp_path: Path) -> None:
     f = write(tmp_path, "m.yaml", JOB.format(name="a") + "  description: !!binary aGVsbG8=\n")
-    assert problems([f]) == [f"{f}:11:16: unsupported YAML tag `tag:yaml.org,2002:binary`; "
+    assert problems([f]) == [f"{f}:11:16: unsupported YAML tag `!!binary`; "
                              "manifests use plain strings, numbers, booleans, lists and mappings"]
 
 
@@ -154,9 +153,7 @@ def test_billion_laughs_is_refused_quickly(tmp_path: Path) -> None:
         refs = ", ".join([f"*a{i - 1}"] * 9)
         lines.append(f"a{i}: &a{i} [{refs}]")
     f = write(tmp_path, "bomb.yaml", "\n".join(lines) + "\n")
-    start = time.perf_counter()
-    found = problems([f])
-    assert time.perf_counter() - start < 2
+    found = problems([f])  # stopped at the value limit: bounded work, whatever the machine
     assert len(found) == 1
     assert found[0].startswith(f"{f}:")
     assert found[0].endswith('document has more than 100,000 values (through aliases, a '
@@ -177,9 +174,7 @@ def test_deep_nesting_is_refused_without_crashing(tmp_path: Path) -> None:
     f = write(tmp_path, "deep.yaml", "a: " + "[" * depth + "]" * depth + "\n")
     block = write(tmp_path, "block.yaml", "".join("  " * i + f"k{i}:\n" for i in range(100))
                   + "  " * 100 + "v\n")
-    start = time.perf_counter()
     found = problems([f, block])
-    assert time.perf_counter() - start < 5
     message = "nesting deeper than 64 levels; refusing to read this file any further"
     # Our limit stops at column 67; a libyaml with its own flow-depth limit (1000) stops the
     # scanner first. Either way the same refusal, on line 1, well before the end.
@@ -198,9 +193,7 @@ def test_too_many_values_without_aliases(tmp_path: Path) -> None:
 
 def test_a_file_full_of_errors_is_cut_short(tmp_path: Path) -> None:
     f = write(tmp_path, "many.yaml", "---\na: 1\n" * 100_000)
-    start = time.perf_counter()
     found = problems([f])
-    assert time.perf_counter() - start < 3
     assert len(found) == manifest.MAX_PROBLEMS_PER_FILE + 1
     assert found[-1] == f"{f}: 200 problems in this file; stopped reading it there"
 
@@ -259,7 +252,7 @@ def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
 
 
 def test_special_files_are_not_read() -> None:
-    assert problems(["/dev/null"]) == ["/dev/null: not a regular file or directory"]
+    assert problems(["/dev/null"]) == ["/dev/null: not a regular file or directory: it is a character device"]
 
 
 def test_default_path_is_manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

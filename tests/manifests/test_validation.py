@@ -173,7 +173,7 @@ def test_metadata_and_lifecycle() -> None:
         "one of `replace`, `wait`, `fail`)",
         "m.yaml:11:51: `lifecycle.preventCancel` must be true or false, not a string",
         "m.yaml:11:58: unknown field `lifecycle.x`; expected one of: `ignoreDrift`, "
-        "`onBaseModelChange`, `onFailure`, `onSpecChange`, `onUpstreamChange`, `preventCancel`"]
+        "`onBaseModelChange`, `onFailure`, `onMissing`, `onSpecChange`, `onUpstreamChange`, `preventCancel`"]
 
 
 def test_ignore_drift_takes_categories_or_field_paths() -> None:

@@ -31,7 +31,7 @@ def test_save_and_load_round_trip_with_mode_0600(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{not json", "invalid JSON at line 1"),
+    ("{not json", "not valid JSON at line 1"),
     ('{"kind": "other"}', "is not a saved plan of tuning-reconciler"),
     ('{"kind": "tuning-reconciler-plan", "format_version": "9.0"}', "has plan format 9.0"),
     ('{"kind": "tuning-reconciler-plan", "format_version": "1.0", "changes": [{"key": 1}]}', "damaged saved plan"),

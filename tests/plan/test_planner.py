@@ -172,9 +172,18 @@ def test_removed_key_with_finished_or_missing_job_is_forgotten():
     assert (c.action, c.reason) == (Action.FORGET, Reason.KEY_REMOVED_GONE)
 
 
-def test_job_in_state_that_no_longer_exists_is_created_again():
+def test_job_in_state_that_no_longer_exists_is_reported_not_created_again():
     j = job(1)
-    c, _ = one([desired()], state_of(entry(j)), live_of(fetched={j.name: None}))
+    c, p = one([desired()], state_of(entry(j)), live_of(fetched={j.name: None}))
+    assert (c.action, c.reason) == (Action.NOOP, Reason.JOB_GONE_REPORTED)
+    assert "no longer exists" in c.detail and "onMissing" in c.detail and c.job is None
+    assert not p.has_changes and not p.problems
+
+
+def test_job_in_state_that_no_longer_exists_is_created_again_under_on_missing_recreate():
+    j = job(1)
+    c, _ = one([desired(on_missing="recreate")], state_of(entry(j)),
+               live_of(fetched={j.name: None}))
     assert (c.action, c.reason) == (Action.CREATE, Reason.JOB_GONE)
     assert "no longer exists" in c.detail
 

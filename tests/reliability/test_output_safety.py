@@ -143,3 +143,91 @@ def test_validate_messages_are_terminal_safe(tmp_path, capsys, fmt):
     else:
         _assert_terminal_safe(run.out)
         assert all(line.startswith(str(tmp_path)) for line in run.out.splitlines()[:-1])
+
+
+# --- sizes of output: what one message quotes is bounded --------------------------------------
+
+MAX_OUTPUT = 20_000  # a screenful or two, whatever the input
+
+
+@pytest.mark.slow
+def test_a_list_of_thousands_of_labelled_jobs_makes_a_short_problem(tmp_path, capsys, monkeypatch):
+    """20,000 active jobs labelled for one key: the plan problem names the first few and says
+    how many more, instead of every job name on one line (200,000 once printed 14 MB)."""
+    from .servers import Answer, HostileServer, Request, job
+
+    names = [f"projects/123456789012/locations/{LOCATION}/tuningJobs/{i}" for i in range(20_000)]
+    pages = [names[i:i + 1000] for i in range(0, len(names), 1000)]
+
+    def script(request: Request) -> Answer:
+        page = int(request.query.get("pageToken", "0"))
+        body: dict = {"tuningJobs": [job(n) for n in pages[page]]}
+        if page + 1 < len(pages):
+            body["nextPageToken"] = str(page + 1)
+        return Answer(200, body)
+
+    server = HostileServer(script)
+    try:
+        monkeypatch.setenv("RECONCILER_ENDPOINT", server.url)
+        monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", "sizes-token")
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "job.yaml").write_text(manifest("alpha", project=PROJECT))
+        for fmt in ("text", "json", "markdown"):
+            run = cli(capsys, "plan", str(tmp_path / "m"), "--format", fmt, "--state", str(tmp_path / "s.json"),
+                      "--location", LOCATION, "--no-color")
+            assert run.code == 1, run.text[:2000]
+            assert len(run.text) < MAX_OUTPUT, (fmt, len(run.text))
+            assert "20000 active" in run.text
+            if fmt != "markdown":  # (markdown cuts long table cells itself)
+                assert "20000 active jobs carry this key's labels" in run.text and "and 19,990 more" in run.text
+        drift = cli(capsys, "drift", str(tmp_path / "m"), "--format", "text", "--state", str(tmp_path / "s.json"),
+                    "--location", LOCATION, "--no-color")
+        # Drift lists each stray job on a line of its own (they are 20,000 findings), but the
+        # blocked key's one line stays short.
+        assert drift.code == 2 and "and 19,990 more" in drift.text
+        assert max(map(len, drift.text.splitlines())) < 2_000
+    finally:
+        server.close()
+
+
+def test_a_huge_unknown_key_in_a_manifest_makes_a_short_message(emulator, env_for, tmp_path, capsys):
+    env_for(emulator)
+    key = "k" * 5_000_000
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "job.yaml").write_text(manifest("alpha", project=PROJECT, extra_spec=f"? {key}\n: 1\n"))
+    for argv in (["validate", str(tmp_path / "m")], ["validate", str(tmp_path / "m"), "--format", "json"],
+                 ["validate", str(tmp_path / "m"), "--format", "github"],
+                 ["plan", str(tmp_path / "m"), "--state", str(tmp_path / "s.json")]):
+        run = cli(capsys, *argv, "--location", LOCATION)
+        assert run.code == 1 and "unknown field `spec.kkkk" in run.text, run.text[:2000]
+        assert len(run.text) < MAX_OUTPUT, (argv, len(run.text))
+        assert "more characters" in run.text
+
+
+def test_a_state_file_with_many_unknown_fields_makes_a_short_message(tmp_path, capsys):
+    state = tmp_path / "s.json"
+    state.write_text(json.dumps({"version": 1, "lineage": "l", "serial": 1, "entries": {},
+                                 **{f"field-{i}-{'x' * 500}": i for i in range(10_000)}}))
+    run = cli(capsys, "state", "list", "--state", str(state))
+    assert run.code == 1 and "unknown field(s)" in run.err and "... and 9,990 more" in run.err, run.err[:2000]
+    assert len(run.text) < MAX_OUTPUT
+
+
+def test_a_server_error_with_a_huge_message_and_many_violations_is_cut(tmp_path, capsys, monkeypatch):
+    from .servers import Answer, HostileServer
+
+    violations = [{"field": f"spec.f{i}", "description": "bad " * 50} for i in range(5_000)]
+    server = HostileServer(lambda request: Answer(400, {"error": {
+        "code": 400, "status": "INVALID_ARGUMENT", "message": "m" * 1_000_000,
+        "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations}]}}))
+    try:
+        monkeypatch.setenv("RECONCILER_ENDPOINT", server.url)
+        monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", "sizes-token")
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "job.yaml").write_text(manifest("alpha", project=PROJECT))
+        run = cli(capsys, "plan", str(tmp_path / "m"), "--state", str(tmp_path / "s.json"), "--location", LOCATION)
+    finally:
+        server.close()
+    assert run.code == 1 and run.err.startswith("Error: INVALID_ARGUMENT (400): mmm"), run.err[:500]
+    assert "more characters" in run.err and "... and 4,990 more" in run.err
+    assert len(run.text) < MAX_OUTPUT

@@ -4,6 +4,7 @@ listens on loopback and wants a token."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import ssl
@@ -11,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from reconciler.emulator.server import EmulatorConfig as ServerConfig
 from reconciler.emulator.server import start_emulator
 
 from .conftest import LOCATION, ROOT, assert_no_traceback, cli, subprocess_env, write_manifests
+from .servers import Answer, HostileServer, Request
+from .servers import job as servers_job
 
 TOKEN = "ya29.SECRET-canary-7f3c9e1d5b2a48c6"
 
@@ -212,3 +216,89 @@ def test_emulator_listens_on_loopback_and_requires_a_token(tmp_path):
     with start_emulator(ServerConfig(token=None)) as emulator:
         assert emulator.url.startswith("http://127.0.0.1:")
         assert httpx.get(emulator.url + "/v1/projects/p/locations/us-central1/tuningJobs").status_code == 401
+
+
+# --- whatever a server echoes back -----------------------------------------------------------
+
+_ECHO_NAME = f"projects/secret-p/locations/{LOCATION}/tuningJobs/"
+
+
+def _always(answer: Callable[[str], Answer]) -> Callable[[str], Callable[[Request], Answer]]:
+    return lambda t: lambda request: answer(t)
+
+
+def _error(http: int, **fields: Callable[[str], object]) -> Callable[[str], Callable[[Request], Answer]]:
+    return _always(lambda t: Answer(http, {"error": {"code": http, "status": "INVALID_ARGUMENT",
+                                                     "message": "no", **{k: f(t) for k, f in fields.items()}}}))
+
+
+def _on_list(body: Callable[[str], dict], other: Callable[[str], Answer] = lambda t: Answer(200, {})
+             ) -> Callable[[str], Callable[[Request], Answer]]:
+    return lambda t: lambda request: (Answer(200, body(t)) if request.method == "GET"
+                                      and request.path.endswith("/tuningJobs") else other(t))
+
+
+def _escaped(token: str) -> str:
+    """The token as JSON \\u escapes: the same string once parsed, other bytes on the wire."""
+    return "".join(f"\\u{ord(c):04x}" for c in token)
+
+
+ECHOES: dict[str, Callable[[str], Callable[[Request], Answer]]] = {
+    "error-message": _error(400, message=lambda t: f"bad credential Bearer {t}"),
+    "error-status": _error(400, status=lambda t: t),
+    "error-details": _error(400, details=lambda t: [
+        {"@type": "type.googleapis.com/google.rpc.BadRequest",
+         "fieldViolations": [{"field": t, "description": f"token {t} is not valid"}]},
+        {"@type": f"type.googleapis.com/{t}", "reason": t}]),
+    "error-not-json": _always(lambda t: Answer(400, f"<html>denied for {t}</html>".encode())),
+    "unauthenticated": _always(lambda t: Answer(401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
+                                                                "message": f"token {t} expired"}})),
+    "page-token": _on_list(lambda t: {"tuningJobs": [], "nextPageToken": t}),
+    "job-name": _on_list(lambda t: {"tuningJobs": [servers_job(_ECHO_NAME + t)]}),
+    "job-state": _on_list(lambda t: {"tuningJobs": [servers_job(_ECHO_NAME + "1", state=f"JOB_STATE_{t}")]}),
+    "job-fields": _on_list(lambda t: {"tuningJobs": [servers_job(
+        _ECHO_NAME + "1", state="JOB_STATE_FAILED", tunedModelDisplayName=t, error={"code": 13, "message": t})]}),
+    "create-answer": _on_list(lambda t: {}, lambda t: Answer(200, servers_job(_ECHO_NAME + t, description=t))),
+}
+
+
+def _raw(script: Callable[[Request], Answer], escape: bool) -> Callable[[Request], Answer]:
+    """`script`, with the token in its JSON bodies spelt as \\u escapes when `escape`."""
+    def answer(request: Request) -> Answer:
+        a = script(request)
+        if escape and not isinstance(a.body, bytes):
+            a = Answer(a.status, json.dumps(a.body).replace(TOKEN, _escaped(TOKEN)).encode())
+        return a
+    return answer
+
+
+@pytest.mark.parametrize("case", sorted(ECHOES))
+def test_an_echoed_token_reaches_no_output_log_plan_or_state(tmp_path, capsys, monkeypatch, case):
+    """Whatever a server sends back (an error's message, status or details, a page token, a
+    job's name, state or fields, a create answer; also \\u-escaped), the tool's own token is
+    in no stdout, stderr, -vv log line, plan or state file."""
+    server = HostileServer()
+    try:
+        monkeypatch.setenv("RECONCILER_ENDPOINT", server.url)
+        monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", TOKEN)
+        monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+        write_manifests(tmp_path / "m", ["alpha"])
+        common = ["--state", str(tmp_path / "state.json"), "--project", "secret-p", "--location", LOCATION,
+                  "--no-color"]
+        runs = []
+        for escape in (False, True):
+            server.script = _raw(ECHOES[case](TOKEN), escape)
+            for argv in (["plan", str(tmp_path / "m"), "--out", str(tmp_path / "p.plan"), *common],
+                         ["apply", str(tmp_path / "m"), "--auto-approve", *common],
+                         ["drift", str(tmp_path / "m"), "--format", "json", *common]):
+                runs.append((argv, cli(capsys, "-vv", *argv)))
+        assert server.requests and all(r.token == TOKEN for r in server.requests)  # it had the token to echo
+    finally:
+        server.close()
+    for argv, run in runs:
+        assert TOKEN not in run.text, (argv, run.text[-2000:])
+        assert_no_traceback(run.text)
+    assert any(run.code == 1 for _, run in runs)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
