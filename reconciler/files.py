@@ -86,16 +86,19 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = PRIVATE_MODE) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = PRIVATE_MODE, durable: bool = True) -> None:
     """Write `data` to `path` (temp file beside it, fsync, rename, fsync of the directory).
-    A symbolic link at `path` is written through: its target gets the new content."""
+    A symbolic link at `path` is written through: its target gets the new content.
+    `durable=False` skips both fsyncs: readers still see the old or the new content whole, but
+    a crash of the machine may leave either (for caches, where a lost write is only a miss)."""
     target = Path(resolve_link(path))
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         try:
             os.fchmod(fd, mode)
             write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, target)
@@ -103,4 +106,5 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = PRIVATE_
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)

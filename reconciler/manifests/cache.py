@@ -3,9 +3,13 @@
 An entry is keyed by the file's text, the project/location defaults it was checked with, and a
 fingerprint of everything that decides the result: the tool version, the generated manifest
 schema and the source of the modules that read and check manifests. Any change to one of
-them is a miss. The cache is one JSON file (never pickle: it is read back as data only) in
-`$XDG_CACHE_HOME/tuning-reconciler/` (default `~/.cache`), written atomically with mode 0600;
-one that cannot be read, is corrupt, or comes from another fingerprint is ignored and rebuilt.
+them is a miss. The cache is one small JSON file per manifest file (never pickle: it is read
+back as data only) in `$XDG_CACHE_HOME/tuning-reconciler/manifests/` (default `~/.cache`), named
+by a hash of the manifest's path, so a run reads only the entries of the files it checks
+(one file for everything grew with every manifest tree ever checked, and cost its whole size
+on each run). Each is written atomically with mode 0600; one that cannot be read, is corrupt,
+or comes from another fingerprint is ignored and rebuilt. Entries not written for
+PRUNE_AFTER_DAYS are removed by the next run that writes one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -26,18 +31,23 @@ from reconciler.model import Defaults, DesiredJob, Lifecycle, SourcePos
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 CACHE_ENV = "XDG_CACHE_HOME"
-FILE_NAME = "manifests.json"
-MAX_ENTRIES = 5_000  # files remembered; past that, those not checked in the run that writes go first
+DIR_NAME = "manifests"
+PRUNE_AFTER_DAYS = 30
 # The modules whose code decides what a manifest file yields.
 _SOURCES = ("yaml_reader.py", "validation.py", "loader.py", "problems.py", "cache.py")
 _GRAPH_SOURCES = ("references.py", "graph.py")  # reconciler/graph/: references are checked while loading
 
 
-def default_path() -> Path:
+def default_dir() -> Path:
     base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tuning-reconciler" / FILE_NAME
+    return Path(base) / "tuning-reconciler" / DIR_NAME
+
+
+def entry_file(directory: Path, path: str) -> Path:
+    """Where the entry of manifest `path` is kept."""
+    return directory / (hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:40] + ".json")
 
 
 def fingerprint() -> str:
@@ -92,32 +102,33 @@ def _field_names(cls: type) -> frozenset[str]:
 class ManifestCache:
     """Entries by manifest path. `get` and `put` in the checking process; `save` once."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or default_dir()
         self._fingerprint = fingerprint()
-        self._entries: dict[str, dict[str, Any]] = {}
-        self._dirty = False
-        self._used: set[str] = set()  # entries read this run: kept first when the cache is trimmed
+        self._pending: dict[str, dict[str, Any]] = {}  # entries put this run, written by save()
         self.hits = self.misses = 0
-        self._load()
 
-    def _load(self) -> None:
+    def path_of(self, path: str) -> Path:
+        return entry_file(self.directory, path)
+
+    def _read(self, path: str) -> dict[str, Any] | None:
         try:
-            with open(self.path, "rb") as fh:
+            with open(self.path_of(path), "rb") as fh:
                 data = json.loads(fh.read())
         except FileNotFoundError:
-            return
+            return None
         except (OSError, ValueError, RecursionError) as exc:
-            log.info("ignoring the manifest cache %s: %s", self.path, exc)
-            return
+            log.info("ignoring the manifest cache entry %s: %s", self.path_of(path), exc)
+            return None
         if (isinstance(data, dict) and data.get("format") == FORMAT and data.get("fingerprint") == self._fingerprint
-                and isinstance(data.get("entries"), dict)):
-            self._entries = data["entries"]
+                and data.get("path") == path and isinstance(data.get("entry"), dict)):
+            return data["entry"]
+        return None
 
     def get(self, path: str, text: str, defaults: Defaults) -> FileCheck | None:
         """The file's findings as checked before, or None."""
-        entry = self._entries.get(path)
-        if not isinstance(entry, dict) or entry.get("key") != entry_key(path, text, defaults):
+        entry = self._read(path)
+        if entry is None or entry.get("key") != entry_key(path, text, defaults):
             self.misses += 1
             return None
         try:
@@ -130,34 +141,42 @@ class ManifestCache:
             self.misses += 1
             return None
         self.hits += 1
-        self._used.add(path)
         return found
 
     def put(self, path: str, text: str, defaults: Defaults, found: FileCheck) -> None:
-        self._entries.pop(path, None)
-        self._entries[path] = {"key": entry_key(path, text, defaults), "documents": found.documents,
+        self._pending[path] = {"key": entry_key(path, text, defaults), "documents": found.documents,
                                "jobs": [_job_to_json(j) for j in found.jobs],
                                "problems": [[p.file, p.line, p.column, p.path, p.message] for p in found.problems],
                                "positions": [[[address, list(where)], list(pos)]
                                              for (address, where), pos in found.positions.items()],
                                "failed_keys": sorted(found.failed_keys)}
-        self._dirty = True
 
     def save(self) -> None:
-        """Write the cache if anything changed; a cache that cannot be written is skipped."""
-        if not self._dirty:
+        """Write the entries put this run (none: nothing is written); a cache that cannot be
+        written is skipped, the run goes on."""
+        if not self._pending:
             return
-        # Unchanged files cost no write (a cache of 50,000 jobs is ~30 MB of JSON); when one is
-        # written, the entries not used this run are the first to go past MAX_ENTRIES.
-        unused = [p for p in self._entries if p not in self._used]
-        for path in unused[:max(0, len(self._entries) - MAX_ENTRIES)]:
-            del self._entries[path]
-        data = json.dumps({"format": FORMAT, "fingerprint": self._fingerprint, "entries": self._entries},
-                          ensure_ascii=False, separators=(",", ":"), allow_nan=True)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(self.path, data.encode("utf-8", "surrogatepass"))
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for path, entry in self._pending.items():
+                data = json.dumps({"format": FORMAT, "fingerprint": self._fingerprint, "path": path, "entry": entry},
+                                  ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+                # No fsync: a write lost in a crash is a miss next time, and 100 fsyncs cost a first run ~1 s.
+                atomic_write(self.path_of(path), data.encode("utf-8", "surrogatepass"), durable=False)
         except OSError as exc:
-            log.info("could not write the manifest cache %s: %s", self.path, exc)
+            log.info("could not write the manifest cache in %s: %s", self.directory, exc)
             return
-        self._dirty = False
+        self._pending.clear()
+        self._prune()
+
+    def _prune(self) -> None:
+        """Remove entries nobody wrote for PRUNE_AFTER_DAYS (files renamed or deleted long ago)."""
+        cutoff = time.time() - PRUNE_AFTER_DAYS * 86_400
+        try:
+            with os.scandir(self.directory) as listing:
+                for item in listing:
+                    if item.name.endswith((".json", ".tmp")) and item.is_file(follow_symlinks=False) \
+                            and item.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(item.path)
+        except OSError as exc:
+            log.info("could not prune the manifest cache in %s: %s", self.directory, exc)

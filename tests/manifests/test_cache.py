@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.manifests import loader
-from reconciler.manifests.cache import ManifestCache, default_path
+from reconciler.manifests.cache import ManifestCache, default_dir
 from reconciler.model import Defaults
 
 DOC = """\
@@ -58,12 +58,44 @@ def test_an_unchanged_file_comes_from_the_cache(tmp_path: Path, monkeypatch) -> 
     assert _summary(warm) == _summary(cold)
 
 
-def test_the_cache_file_is_private_and_lives_under_xdg_cache_home(tmp_path: Path) -> None:
-    _write(tmp_path / "m")
+def test_the_cache_files_are_private_and_live_under_xdg_cache_home(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "m")
     loader.check([str(tmp_path / "m")], cache=ManifestCache())
-    path = default_path()
-    assert str(path).startswith(os.environ["XDG_CACHE_HOME"])
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    directory = default_dir()
+    assert str(directory).startswith(os.environ["XDG_CACHE_HOME"])
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    entries = sorted(directory.iterdir())
+    assert entries == sorted(ManifestCache().path_of(str(p)) for p in paths)
+    assert {stat.S_IMODE(e.stat().st_mode) for e in entries} == {0o600}
+
+
+def test_a_run_reads_only_the_entries_of_its_own_files(tmp_path: Path) -> None:
+    _write(tmp_path / "a", files=2)
+    _write(tmp_path / "b", files=2)
+    loader.check([str(tmp_path / "a")], cache=ManifestCache())
+    loader.check([str(tmp_path / "b")], cache=ManifestCache())
+    read: list[str] = []
+
+    class Spied(ManifestCache):
+        def _read(self, path: str):
+            read.append(path)
+            return super()._read(path)
+
+    cache = Spied()
+    loader.check([str(tmp_path / "a")], cache=cache)
+    assert sorted(read) == [str(tmp_path / "a" / f"m{i}.yaml") for i in range(2)]
+    assert len(list(default_dir().iterdir())) == 4 and (cache.hits, cache.misses) == (2, 0)
+
+
+def test_entries_nobody_wrote_for_a_month_are_pruned(tmp_path: Path) -> None:
+    old, kept = _write(tmp_path / "m", files=2)
+    loader.check([str(tmp_path / "m")], cache=ManifestCache())
+    stale = ManifestCache().path_of(str(old))
+    month_ago = stale.stat().st_mtime - 31 * 86_400
+    os.utime(stale, (month_ago, month_ago))
+    kept.write_text(kept.read_text() + "\n")  # a change: this run writes, and prunes
+    loader.check([str(tmp_path / "m" / kept.name)], cache=ManifestCache())
+    assert not stale.exists() and ManifestCache().path_of(str(kept)).exists()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -88,27 +120,28 @@ def test_other_defaults_are_a_miss(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_or_foreign_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
-    _write(tmp_path / "m")
+    (first, *_) = _write(tmp_path / "m", files=1)
     expected = _summary(loader.check([str(tmp_path / "m")]))
-    path = default_path()
-    path.parent.mkdir(parents=True)
-    for junk in (b"", b"{", b"[" * 100_000, b'{"format": 1, "fingerprint": "other", "entries": {}}',
-                 json.dumps({"format": 1, "fingerprint": ManifestCache()._fingerprint,
-                             "entries": {str(tmp_path / "m" / "m0.yaml"): {"key": "x"}}}).encode()):
+    loader.check([str(tmp_path / "m")], cache=ManifestCache())
+    path = ManifestCache().path_of(str(first))
+    good = json.loads(path.read_bytes())
+    for junk in (b"", b"{", b"[" * 100_000, b"\xff\xfe", json.dumps({**good, "fingerprint": "other"}).encode(),
+                 json.dumps({**good, "format": 1}).encode(), json.dumps({**good, "path": "/elsewhere"}).encode(),
+                 json.dumps({**good, "entry": {**good["entry"], "key": "x"}}).encode()):
         path.write_bytes(junk)
         cache = ManifestCache()
         assert _summary(loader.check([str(tmp_path / "m")], cache=cache)) == expected
         assert cache.hits == 0
-        assert ManifestCache().get(str(tmp_path / "m" / "m0.yaml"), (tmp_path / "m" / "m0.yaml").read_text(),
-                                   Defaults()) is not None  # rebuilt
+        assert ManifestCache().get(str(first), first.read_text(), Defaults()) is not None  # rebuilt
 
 
 def test_a_damaged_entry_is_checked_again(tmp_path: Path) -> None:
     (path, *_) = _write(tmp_path / "m", files=1)
     loader.check([str(path)], cache=ManifestCache())
-    data = json.loads(default_path().read_text())
-    data["entries"][str(path)]["jobs"] = [{"nonsense": 1}]
-    default_path().write_text(json.dumps(data))
+    entry = ManifestCache().path_of(str(path))
+    data = json.loads(entry.read_text())
+    data["entry"]["jobs"] = [{"nonsense": 1}]
+    entry.write_text(json.dumps(data))
     cache = ManifestCache()
     assert _summary(loader.check([str(path)], cache=cache)) == _summary(loader.check([str(path)]))
     assert cache.misses == 1
@@ -119,15 +152,15 @@ def test_no_cache_flag_neither_reads_nor_writes(tmp_path: Path) -> None:
 
     _write(tmp_path / "m")
     assert main(["validate", str(tmp_path / "m"), "--no-cache"]) == 0
-    assert not default_path().exists()
+    assert not default_dir().exists()
     assert main(["validate", str(tmp_path / "m")]) == 0
-    assert default_path().exists()
+    assert len(list(default_dir().iterdir())) == 3
 
 
 def test_a_run_with_every_file_unchanged_writes_no_cache(tmp_path: Path) -> None:
     _write(tmp_path / "m")
     loader.check([str(tmp_path / "m")], cache=ManifestCache())
-    before = default_path().stat()
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in default_dir().iterdir()}
     loader.check([str(tmp_path / "m")], cache=ManifestCache())
-    after = default_path().stat()
-    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+    after = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in default_dir().iterdir()}
+    assert before == after and len(after) == 3
