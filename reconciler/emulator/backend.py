@@ -73,7 +73,7 @@ class _ParentIndex:
 
 @dataclass(frozen=True)
 class Page:
-    jobs: list[dict[str, Any]]
+    jobs: list[Any]  # resources, or their encodings when `list` was given `encode`
     next_page_token: str | None
 
 
@@ -443,8 +443,10 @@ class Backend:
             return self._job(name).resource(version=version)
 
     def list(self, parent: str, filter_text: str = "", page_size: int = 0, page_token: str = "",
-             wanted: frozenset[str] | None = None, version: str = V1) -> Page:
-        """`wanted`: the top-level job fields a partial response keeps (None: all)."""
+             wanted: frozenset[str] | None = None, version: str = V1,
+             encode: Callable[[dict[str, Any]], bytes] | None = None, how: Hashable = None) -> Page:
+        """`wanted`: the top-level job fields a partial response keeps (None: all). With
+        `encode` (and `how`, what it does), the page holds each job's encoding instead."""
         with self.lock:
             self.tick()
             project, location = self._parent_key(parent)
@@ -471,6 +473,8 @@ class Backend:
                 i -= 1
             more = len(found) == size and any(compiled.predicate(candidates[k]) for k in range(i, -1, -1))
             token = self._encode_token(parent_name, filter_text, found[-1].seq) if more and found else None
+            if encode is not None:
+                return Page([job.encoded(wanted, version, encode, how) for job in found], token)
             return Page([job.resource(wanted, version) for job in found], token)
 
     @staticmethod

@@ -10,7 +10,7 @@ import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Collection
+from typing import Any, Callable, Collection, Hashable
 
 from reconciler.apischema.versions import ALL_TUNING_SPECS, surface
 from reconciler.emulator import schema
@@ -98,6 +98,19 @@ class Job:
         out = self._render(wanted, version)
         self.__dict__["_rendered"] = (key, out)
         return dict(out)
+
+    def encoded(self, wanted: Collection[str] | None, version: str, encode: Callable[[dict[str, Any]], bytes],
+                how: Hashable) -> bytes:
+        """`encode(resource(wanted, version))`, kept until the job or `how` (what `encode`
+        does: the selection) changes; a list page is then mostly a join of bytes."""
+        resource = self.resource(wanted, version)
+        key = (self.__dict__["_rendered"][0], how)
+        memo = self.__dict__.get("_encoded")
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        data = encode(resource)
+        self.__dict__["_encoded"] = (key, data)
+        return data
 
     def _render(self, wanted: Collection[str] | None, version: str) -> dict[str, Any]:
         out: dict[str, Any] = {}

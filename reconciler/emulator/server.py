@@ -70,6 +70,7 @@ class Result:
     body: Any
     message: str | None = None  # schema name used for enum-encoding=int
     status: int = 200
+    encoded: bytes | None = None  # the body already serialised (then `body` is unused)
 
 
 Handler = Callable[["EmulatorApp", Context], Awaitable[Result]]
@@ -144,7 +145,8 @@ class EmulatorApp:
             query = responses.parse_query(request.scope.get("query_string", b""), match.route.params)
             context = Context(request, match.name, query, await request.body(), match.route.version)
             result = await HANDLERS[match.route.handler](self, context)
-            content = responses.encode(result.body, query, result.message)
+            content = result.encoded if result.encoded is not None else responses.encode(
+                result.body, query, result.message)
             return Response(content, status_code=result.status, media_type=responses.JSON_TYPE), drop
         except err.ApiError as exc:
             headers = {**exc.headers}
@@ -202,14 +204,32 @@ async def _get(app: EmulatorApp, ctx: Context) -> Result:
 
 
 async def _list(app: EmulatorApp, ctx: Context) -> Result:
+    query = ctx.query
+    # Plain JSON (no enum numbers, not pretty): each job's encoding is kept between pages and
+    # runs, so a page of unchanged jobs costs a join, as a fast server's would.
+    plain = not query.enum_ints and not query.pretty
+    mask = query.fields
+    if mask is not None and ("*" in mask or not mask):
+        mask = None
+    jobs_mask = None if mask is None else mask.get("tuningJobs")
     page = app.backend.list(
         ctx.name,
-        filter_text=ctx.query.get("filter"),
-        page_size=responses.int_param(ctx.query, "pageSize"),
-        page_token=ctx.query.get("pageToken"),
-        wanted=_wanted_job_fields(ctx.query),
+        filter_text=query.get("filter"),
+        page_size=responses.int_param(query, "pageSize"),
+        page_token=query.get("pageToken"),
+        wanted=_wanted_job_fields(query),
         version=ctx.api.version,
+        encode=(lambda job: responses.encode(job, responses.Query({}, False, False, jobs_mask or None))) if plain
+        else None,
+        how=repr(jobs_mask),
     )
+    if plain:
+        parts = []
+        if page.jobs and (mask is None or "tuningJobs" in mask):
+            parts.append(b'"tuningJobs":[' + b",".join(page.jobs) + b"]")
+        if page.next_page_token and (mask is None or "nextPageToken" in mask):
+            parts.append(b'"nextPageToken":' + responses.encode(page.next_page_token))
+        return Result(None, encoded=b"{" + b",".join(parts) + b"}")
     body: dict[str, Any] = {}
     if page.jobs:
         body["tuningJobs"] = page.jobs
