@@ -18,7 +18,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, Hashable
 
 from reconciler import jsonio
 from reconciler.apischema.versions import surface
