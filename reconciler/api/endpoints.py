@@ -8,13 +8,13 @@ loopback hosts so that a bearer token can never cross a network in clear text.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError
+from reconciler.loopback import is_loopback_host
 
 ENV_ENDPOINT = "RECONCILER_ENDPOINT"
 GLOBAL_ENDPOINT = "https://aiplatform.googleapis.com"
@@ -43,17 +43,6 @@ def location_of(name: str) -> str:
             f"invalid resource name {name!r}: expected 'projects/PROJECT/locations/LOCATION/...'"
         )
     return match.group(1)
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (the only hosts allowed over plain http)."""
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _redacted(url: str) -> str:

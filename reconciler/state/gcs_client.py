@@ -11,7 +11,6 @@ that from a real conflict by a token they put in the object's metadata.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 from reconciler import __version__
 from reconciler.errors import StateError
+from reconciler.loopback import is_loopback_host
 from reconciler.text import one_line
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
@@ -31,17 +31,6 @@ RETRY_SECONDS = 30.0
 _BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
-def _loopback(host: str) -> bool:
-    # The same rule as the API client's endpoints: plain http only to this machine.
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def emulator_endpoint(env: Mapping[str, str]) -> str | None:
     """`$STORAGE_EMULATOR_HOST` as a URL (the client accepts `host:port` too), or None."""
     raw = (env.get(EMULATOR_ENV) or "").strip()
@@ -51,7 +40,7 @@ def emulator_endpoint(env: Mapping[str, str]) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
         raise StateError(f"${EMULATOR_ENV}: expected http://HOST:PORT, got {one_line(raw)!r}")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise StateError(f"${EMULATOR_ENV}: plain http is accepted only on loopback (127.0.0.1, ::1, "
                          f"localhost), not {one_line(parts.hostname)}: state would cross the network in clear")
     return f"{parts.scheme}://{parts.netloc}"
