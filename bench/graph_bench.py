@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 requests[kind] = rp.requests_between(before, admin.stats())
                 runs[kind].append(run)
     best = {k: min(v, key=lambda r: r.seconds) for k, v in runs.items()}
-    ratio = best["chains"].seconds / best["independent"].seconds
+    ratio = round(best["chains"].seconds / best["independent"].seconds, 3)  # one value for JSON and text
     summaries = {k: summary_of(r) for k, r in best.items()}
     correct = all(r.returncode == 0 and summaries[k] == "No changes." for k, r in best.items())
     met = ratio <= GOAL_RATIO
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "chains_peak_rss_mb": round(best["chains"].peak_rss_mb, 1),
         "all_runs_seconds": {k: [round(r.seconds, 3) for r in v] for k, v in runs.items()},
         "requests": requests, "plan_summaries": summaries,
-        "ratio": round(ratio, 3), "goal_ratio": GOAL_RATIO, "goal_met": met, "correct": correct,
+        "ratio": ratio, "goal_ratio": GOAL_RATIO, "goal_met": met, "correct": correct,
     }
     text = "\n".join([
         f"plan (CLI, end to end), {jobs:,} jobs, {args.latency_ms:g} ms latency per request, best of {args.repeats}",
