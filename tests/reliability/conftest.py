@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +132,25 @@ def env_for(monkeypatch: pytest.MonkeyPatch):
 
 def key_counts(by_key: dict[str, list[dict]]) -> Counter[str]:
     return Counter({k: len(current_jobs(v)) for k, v in by_key.items()})
+
+
+def kill_at_random(proc: subprocess.Popen, rng: random.Random, emulator: Any, new_jobs: int, *,
+                   give_up_s: float, after_job_s: float, anytime_s: tuple[float, float]) -> str:
+    """SIGKILL once the apply has made a random number of its `new_jobs` (then up to
+    `after_job_s` more), or at a random moment within `anytime_s`; gives up waiting for jobs
+    after `give_up_s`. Returns "killed" or "finished first"."""
+    mode = rng.choice(["jobs", "jobs", "time"])
+    deadline = time.monotonic() + give_up_s
+    if mode == "jobs":
+        goal = len(emulator.backend.jobs) + rng.randint(0, new_jobs)
+        while len(emulator.backend.jobs) < goal and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, after_job_s))
+    else:
+        time.sleep(rng.uniform(*anytime_s))
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        return "killed"
+    proc.communicate(timeout=10)
+    return "finished first"

@@ -22,6 +22,7 @@ from .conftest import (
     current_jobs,
     duplicates,
     jobs_by_key,
+    kill_at_random,
     record_figures,
     spawn,
     subprocess_env,
@@ -39,25 +40,6 @@ def _read_state(path: Path) -> dict | None:
     text = path.read_text(encoding="utf-8")
     state_from_json(text, str(path))  # raises on anything torn or invalid
     return json.loads(text)
-
-
-def _kill_at_random(proc, rng: random.Random, emulator, new_jobs: int) -> str:
-    """SIGKILL once the apply has done a random share of its work (or at a random time)."""
-    mode = rng.choice(["jobs", "jobs", "time"])
-    deadline = time.monotonic() + 30
-    if mode == "jobs":
-        goal = len(emulator.backend.jobs) + rng.randint(0, new_jobs)
-        while len(emulator.backend.jobs) < goal and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        time.sleep(rng.uniform(0, 0.03))
-    else:
-        time.sleep(rng.uniform(0.2, 1.5))  # interpreter start-up, plan, or the apply itself
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        return "killed"
-    proc.communicate(timeout=10)
-    return "finished first"
 
 
 @pytest.mark.slow
@@ -87,7 +69,8 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_a_job(emulator_fact
 
         proc = spawn(["apply", str(root / "m"), "--auto-approve", "--parallelism", str(rng.choice([1, 4, 8])),
                       *common], env, root)
-        outcome = _kill_at_random(proc, rng, emulator, len(keys[::2]) if replacing else len(keys))
+        outcome = kill_at_random(proc, rng, emulator, len(keys[::2]) if replacing else len(keys),
+                                 give_up_s=30, after_job_s=0.03, anytime_s=(0.2, 1.5))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
         after = _read_state(state)  # valid JSON whatever the moment of the kill

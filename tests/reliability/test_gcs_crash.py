@@ -7,8 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import signal
-import time
 
 import pytest
 
@@ -21,6 +19,7 @@ from .conftest import (
     current_jobs,
     duplicates,
     jobs_by_key,
+    kill_at_random,
     record_figures,
     spawn,
     subprocess_env,
@@ -40,24 +39,6 @@ def _object_state(gcs, name: str) -> dict | None:
     text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
     state_from_json(text, name)  # raises on anything invalid
     return json.loads(text)
-
-
-def _kill_at_random(proc, rng: random.Random, emulator, new_jobs: int) -> str:
-    mode = rng.choice(["jobs", "jobs", "time"])
-    deadline = time.monotonic() + 60
-    if mode == "jobs":
-        goal = len(emulator.backend.jobs) + rng.randint(0, new_jobs)
-        while len(emulator.backend.jobs) < goal and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        time.sleep(rng.uniform(0, 0.05))
-    else:
-        time.sleep(rng.uniform(0.3, 2.0))  # start-up, plan, the creates, or the final commit
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        return "killed"
-    proc.communicate(timeout=10)
-    return "finished first"
 
 
 @pytest.mark.slow
@@ -85,7 +66,8 @@ def test_sigkill_of_an_apply_on_gcs_state_never_loses_or_duplicates_a_job(emulat
 
         proc = spawn(["apply", str(root / "m"), "--auto-approve", "--parallelism", str(rng.choice([4, 8, 16])),
                       *common], env, root)
-        outcome = _kill_at_random(proc, rng, emulator, len(keys[::2]) if replacing else len(keys))
+        outcome = kill_at_random(proc, rng, emulator, len(keys[::2]) if replacing else len(keys),
+                                 give_up_s=60, after_job_s=0.05, anytime_s=(0.3, 2.0))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
         after = _object_state(gcs, name)  # parses, whatever the moment of the kill
